@@ -1,4 +1,13 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from leaderboards import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("phases/<slug:slug>/", views.leaderboard, name="leaderboard-page"),
+    path("submissions/<int:submission_id>/", views.submission, name="submission-page"),
+    path("vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
+    path("api/v1/", include("api.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,65 @@
+"""Plotly figures for the pages, rendered as HTML fragments (plotly.js itself is loaded once by base.html)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from leaderboards.models import LeaderboardSnapshot
+
+PALETTE = {"dsc": "#1f6feb", "nsd": "#0e9384"}
+
+
+def to_html(figure: go.Figure, div_id: str) -> str:
+    figure.update_layout(
+        template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60}, font={"size": 13}
+    )
+    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
+
+
+def submission_figures(*, organs: list[dict], sites: list[dict]) -> dict[str, str]:
+    names = [organ["organ"] for organ in organs]
+    by_organ = go.Figure(
+        [
+            go.Bar(name=metric.upper(), x=names, y=[organ[metric] for organ in organs], marker_color=color)
+            for metric, color in PALETTE.items()
+        ]
+    )
+    by_organ.update_layout(title="Mean per organ (evaluable cases)", barmode="group", yaxis={"range": [0, 1]})
+    by_site = go.Figure(
+        [
+            go.Bar(
+                name=metric.upper(),
+                x=[f"{site['name']}{' (OOD)' if site['out_of_distribution'] else ''}" for site in sites],
+                y=[site[metric] for site in sites],
+                marker_color=color,
+            )
+            for metric, color in PALETTE.items()
+        ]
+    )
+    by_site.update_layout(title="Headline per site (mean of organ means)", barmode="group", yaxis={"range": [0, 1]})
+    return {"organs": to_html(by_organ, "chart-organs"), "sites": to_html(by_site, "chart-sites")}
+
+
+def leaderboard_figures(snapshot: LeaderboardSnapshot) -> dict[str, str]:
+    rows = snapshot.rows
+    if not rows:
+        return {}
+    figures: dict[str, str] = {}
+    headline = go.Figure(
+        [
+            go.Bar(
+                name=metric.upper(),
+                y=[row["name"] for row in rows][::-1],
+                x=[row[metric]["headline"] for row in rows][::-1],
+                orientation="h",
+                marker_color=color,
+            )
+            for metric, color in PALETTE.items()
+        ]
+    )
+    headline.update_layout(
+        title="Headline: unweighted mean of organ means", barmode="group", xaxis={"range": [0, 1]},
+        height=160 + 40 * len(rows),
+    )
+    figures["headline"] = to_html(headline, "chart-headline")
+    return figures
