@@ -121,9 +121,9 @@ class SandboxRunner:
         try:
             with open(tar_path, "rb") as tar:
                 images = self.client.images.load(tar)
-        except docker.errors.APIError as error:
+        except (docker.errors.APIError, docker.errors.ImageLoadError) as error:
             raise ImageRejected(
-                f"Docker could not load the upload: {error.explanation or error}. Upload the output of "
+                f"Docker could not load the upload: {getattr(error, 'explanation', None) or error}. Upload the output of "
                 "`docker save IMAGE`."
             ) from None
         if len(images) != 1:
@@ -252,11 +252,12 @@ class SandboxRunner:
             except OSError:
                 collected.rejected[case_id] = f"/output/{file_name} is a link or cannot be read; write a regular file"
                 continue
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                collected.rejected[case_id] = f"/output/{file_name} is not a regular file"
+                continue
             with os.fdopen(fd, "rb") as source:
-                info = os.fstat(source.fileno())
-                if not stat.S_ISREG(info.st_mode):
-                    collected.rejected[case_id] = f"/output/{file_name} is not a regular file"
-                    continue
                 if total + info.st_size > max_bytes:
                     collected.rejected[case_id] = (
                         f"outputs exceed the {max_bytes // 2**20} MiB limit of a job; write compressed uint8 label maps"

@@ -1,0 +1,169 @@
+"""Session fixtures for the real services: Redis, Celery worker processes, dockerd, the test set.
+
+PostgreSQL is the test database of pytest-django (DATABASE_URL, set by `make test`). Redis is a private
+server on a free loopback port. Workers are real `celery worker` processes on the test database.
+Nothing here is mocked. A missing service skips its tests locally and fails them under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ALGORITHM_IMAGES = ("touchstone-algo/baseline:latest", "touchstone-algo/fragile:latest")
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; fail under CI, where every service must be there."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a required service is missing)")
+    pytest.skip(reason)
+
+
+def wait_until(predicate: Callable[[], object], *, timeout_s: float, what: str, interval_s: float = 0.2):
+    """Poll with a deadline instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as error:  # noqa: BLE001 - any failure means no engine
+        unavailable(f"no Docker engine: {error}. Run `make services`.")
+    if not client.images.list(name="touchstone/base:latest"):
+        unavailable("the offline base image touchstone/base is not built. Run `make images`.")
+    return client
+
+
+@pytest.fixture(scope="session")
+def algorithm_images(docker_client) -> dict[str, str]:
+    missing = [name for name in ALGORITHM_IMAGES if not docker_client.images.list(name=name)]
+    if missing:
+        unavailable(f"images {missing} are not built. Run `make images`.")
+    return {name.split("/")[1].split(":")[0]: name for name in ALGORITHM_IMAGES}
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    server = shutil.which("redis-server")
+    if server is None:
+        unavailable("redis-server is not installed. Run `make setup`.")
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    wait_until(lambda: _ping(client), timeout_s=20, what="redis-server")
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _ping(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data_root")
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture(scope="session")
+def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iterator[dict]:
+    """Two real worker processes: one for inference (and default), one for scoring."""
+    from django.conf import settings
+    from django.db import connection
+
+    from touchstone_site.celery import app
+
+    database = connection.settings_dict
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        unavailable("integration tests need PostgreSQL: set DATABASE_URL (make test does)")
+    from urllib.parse import quote
+
+    credentials = f"{quote(database['USER'])}:{quote(database['PASSWORD'])}@" if database["USER"] else ""
+    port = f":{database['PORT']}" if database["PORT"] else ""
+    database_url = f"postgres://{credentials}{quote(database['HOST'] or '/var/run/postgresql', safe='')}{port}/{database['NAME']}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": redis_url,
+        "DATA_ROOT": str(data_root),
+        "PYTHONPATH": f"{ROOT / 'platform'}:{ROOT}",
+        "TOUCHSTONE_SCORING_PROCESSES": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    logs = data_root.parent / "worker-logs"
+    logs.mkdir(exist_ok=True)
+    workers = []
+    for name, queues in (("inference", "inference,default"), ("scoring", "scoring")):
+        log = open(logs / f"{name}.log", "w")
+        workers.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "touchstone_site", "worker", "-Q", queues,
+                     "-n", f"{name}@%h", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip",
+                     "--without-mingle", "--without-heartbeat"],
+                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                ),
+                log,
+            )
+        )
+    # The test process publishes to the same Redis, for real (no eager mode).
+    saved = (app.conf.broker_url, app.conf.task_always_eager, settings.DATA_ROOT)
+    app.conf.broker_url, app.conf.task_always_eager = redis_url, False
+    settings.DATA_ROOT = data_root
+    app.pool.force_close_all()
+    wait_until(
+        lambda: all((logs / f"{n}.log").read_text().count("ready.") for n in ("inference", "scoring")),
+        timeout_s=60,
+        what="celery workers to be ready",
+    )
+    yield {"logs": logs, "data_root": data_root, "broker_url": redis_url}
+    for process, log in workers:
+        os.killpg(process.pid, signal.SIGTERM)
+    for process, log in workers:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+    app.conf.broker_url, app.conf.task_always_eager, settings.DATA_ROOT = saved
+    app.pool.force_close_all()
