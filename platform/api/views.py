@@ -77,12 +77,15 @@ def submissions(request, slug: str | None = None):
         raise NotFound("POST the image to /api/v1/phases/<phase>/submissions/.")
     phase = get_object_or_404(Phase, slug=slug)
     algorithm = request.headers.get("X-Touchstone-Algorithm") or request.query_params.get("algorithm", "")
+    length = request.headers.get("Content-Length")
+    declared = int(length) if length and length.isdigit() else None
+    if not declared:
+        return Response({"detail": "The upload is empty. Send the output of `docker save IMAGE` as the body."},
+                        status=status.HTTP_400_BAD_REQUEST)
     if request.content_type not in ("application/x-tar", "application/octet-stream"):
         raise ValidationError(
             {"detail": "Send the `docker save` tar as the request body with Content-Type: application/x-tar."}
         )
-    length = request.headers.get("Content-Length")
-    declared = int(length) if length and length.isdigit() else None
     try:
         image = services.image_store(team=request.user.team, stream=request._request, declared_size=declared)
         submission = services.submission_create(team=request.user.team, phase=phase, algorithm=algorithm, image=image)

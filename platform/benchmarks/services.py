@@ -30,18 +30,21 @@ def _relative_to_data_root(path: Path) -> str:
 
 @transaction.atomic
 def benchmark_import(*, manifest_path: Path, phase_slug: str | None = None, phase_name: str = "Final",
-                     phase_options: dict | None = None) -> Phase:
+                     phase_options: dict | None = None, benchmark_fields: dict | None = None) -> Phase:
     """Create (or extend) a benchmark from `manifest.json` and a phase holding all of its cases.
 
     The manifest lists labels (id → organ), sites (code, name, out_of_distribution) and cases
-    (case_id, site, image, reference, metadata); file paths are relative to the manifest's folder,
+    (case_id, site, image, reference or label, metadata); file paths are relative to the manifest's folder,
     which must lie under DATA_ROOT. Importing the same manifest twice changes nothing.
     """
     manifest = json.loads(manifest_path.read_text())
     folder = manifest_path.parent
     spec = manifest["benchmark"]
-    benchmark, _ = Benchmark.objects.get_or_create(
-        slug=spec["slug"], defaults={"name": spec["name"], "description": spec.get("description", "")}
+    if isinstance(spec, str):  # the synthetic generator names only the slug
+        spec = {"slug": spec, "name": spec}
+    spec = {**spec, **(benchmark_fields or {})}
+    benchmark, _ = Benchmark.objects.update_or_create(
+        slug=spec.pop("slug"), defaults={"name": spec["name"], "description": spec.get("description", "")}
     )
     for label, name in sorted((int(k), v) for k, v in manifest["labels"].items()):
         Organ.objects.get_or_create(benchmark=benchmark, label=label, defaults={"name": name})
@@ -55,7 +58,7 @@ def benchmark_import(*, manifest_path: Path, phase_slug: str | None = None, phas
     for entry in manifest["cases"]:
         if entry["site"] not in sites:
             raise ManifestError(f"case {entry['case_id']} names site {entry['site']!r}, which the manifest does not list")
-        image, reference = folder / entry["image"], folder / entry["reference"]
+        image, reference = folder / entry["image"], folder / entry.get("reference", entry.get("label", ""))
         for path in (image, reference):
             if not path.is_file():
                 raise ManifestError(f"case {entry['case_id']}: {path} does not exist")

@@ -4,7 +4,7 @@
 # Cached by tag: the tag carries a hash of this script, so editing it builds a new image.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-packages="python3,python3-numpy,python3-scipy,python3-nibabel,ca-certificates"
+packages="python3,python3-venv,python3-numpy,python3-scipy,python3-nibabel,ca-certificates"
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 hash=$(sha256sum "$here/build.sh" | cut -c1-12)
 tag=${TOUCHSTONE_BASE_IMAGE:-touchstone/base:bookworm-$hash}

@@ -1,0 +1,76 @@
+"""REST API: token authentication, upload refusals a team can act on, and who may read what."""
+
+import pytest
+
+from submissions.models import AlgorithmImage, Submission
+from teams import services as team_services
+from tests.factories import PhaseFactory, SubmissionFactory, TeamFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(settings, tmp_path):
+    settings.DATA_ROOT = tmp_path
+    team = TeamFactory(slug="alice")
+    return team, {"HTTP_AUTHORIZATION": f"Bearer {team_services.token_issue(team=team)}"}
+
+
+def test_requests_without_a_valid_token_are_refused_with_advice(client):
+    response = client.get("/api/v1/phases/")
+    assert response.status_code == 401
+    response = client.get("/api/v1/phases/", HTTP_AUTHORIZATION="Bearer ts_wrong")
+    assert response.status_code == 401
+    assert "unknown or revoked" in response.json()["detail"]
+
+
+def test_tokens_are_stored_only_as_hashes(alice):
+    team, headers = alice
+    secret = headers["HTTP_AUTHORIZATION"].split()[1]
+    assert not team.tokens.filter(key_hash=secret).exists()
+    assert team.tokens.count() == 1
+
+
+def test_upload_must_be_a_tar_body(client, alice):
+    _, headers = alice
+    phase = PhaseFactory()
+    response = client.post(f"/api/v1/phases/{phase.slug}/submissions/", data={"a": "b"}, **headers)
+    assert response.status_code == 400
+    assert "application/x-tar" in str(response.json())
+
+
+def test_empty_upload_is_refused(client, alice):
+    _, headers = alice
+    phase = PhaseFactory()
+    response = client.generic("POST", f"/api/v1/phases/{phase.slug}/submissions/", b"",
+                              content_type="application/x-tar", HTTP_X_TOUCHSTONE_ALGORITHM="unet", **headers)
+    assert response.status_code == 400
+    assert "empty" in response.json()["detail"]
+
+
+def test_upload_streams_to_disk_and_creates_a_submission(client, alice, django_capture_on_commit_callbacks):
+    team, headers = alice
+    phase = PhaseFactory()
+    body = b"not really a tar, validated later by Docker" * 1000
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.generic("POST", f"/api/v1/phases/{phase.slug}/submissions/", body,
+                                  content_type="application/x-tar", HTTP_X_TOUCHSTONE_ALGORITHM="unet", **headers)
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["state"] == Submission.State.VALIDATING and data["algorithm"] == "unet"
+    image = AlgorithmImage.objects.get(team=team)
+    assert image.size_bytes == len(body)
+    assert len(callbacks) == 1
+
+
+def test_teams_only_see_their_own_submissions_and_logs_only_where_allowed(client, alice):
+    team, headers = alice
+    mine = SubmissionFactory(team=team, phase=PhaseFactory(show_logs=False))
+    theirs = SubmissionFactory()
+    assert client.get(f"/api/v1/submissions/{mine.pk}/", **headers).status_code == 200
+    assert client.get(f"/api/v1/submissions/{theirs.pk}/", **headers).status_code == 404
+    logs = client.get(f"/api/v1/submissions/{mine.pk}/logs/", **headers)
+    assert logs.status_code == 403 and "does not share container logs" in logs.json()["detail"]
+    results = client.get(f"/api/v1/submissions/{mine.pk}/results/", **headers)
+    assert results.status_code == 409
+    assert [s["id"] for s in client.get("/api/v1/submissions/", **headers).json()] == [mine.pk]
