@@ -80,7 +80,8 @@ def submissions(request, slug: str | None = None):
     length = request.headers.get("Content-Length")
     declared = int(length) if length and length.isdigit() else None
     if not declared:
-        return Response({"detail": "The upload is empty. Send the output of `docker save IMAGE` as the body."},
+        problem = "is empty" if declared == 0 else "has no Content-Length (chunked uploads are not accepted)"
+        return Response({"detail": f"The upload {problem}. Send the output of `docker save IMAGE` as the body."},
                         status=status.HTTP_400_BAD_REQUEST)
     if request.content_type not in ("application/x-tar", "application/octet-stream"):
         raise ValidationError(
