@@ -144,3 +144,6 @@ class CaseResult(models.Model):
             models.UniqueConstraint(fields=["submission", "case", "organ"], name="case_result_unique")
         ]
         indexes = [models.Index(fields=["submission", "organ"])]
+
+    def __str__(self) -> str:
+        return f"{self.submission_id}/{self.case_id}/{self.organ_id}: {self.status}"

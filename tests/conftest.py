@@ -157,7 +157,7 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
         what="celery workers to be ready",
     )
     yield {"logs": logs, "data_root": data_root, "broker_url": redis_url}
-    for process, log in workers:
+    for process, _log in workers:
         os.killpg(process.pid, signal.SIGTERM)
     for process, log in workers:
         try:

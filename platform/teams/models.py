@@ -29,6 +29,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
 
 class ApiToken(models.Model):
     """A team's API token. Only a SHA-256 of the secret is stored; the secret is shown once."""
@@ -42,6 +45,9 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.team} / {self.name}"
+
     @staticmethod
     def hash_key(key: str) -> str:
         return hashlib.sha256(key.encode()).hexdigest()
@@ -49,6 +55,3 @@ class ApiToken(models.Model):
     @classmethod
     def new_key(cls) -> str:
         return cls.PREFIX + secrets.token_urlsafe(32)
-
-    def __str__(self) -> str:
-        return f"{self.team} / {self.name}"
