@@ -1,0 +1,59 @@
+"""The team CLI's own behaviour: errors a person can act on, progress display, tables."""
+
+import io
+
+from tests.conftest import free_port
+from touchstone_cli import main as cli
+from touchstone_cli.progress import ProgressBar, human_bytes
+
+
+def test_cli_never_imports_django():
+    import subprocess
+    import sys
+
+    code = "import sys, touchstone_cli.main; assert 'django' not in sys.modules, 'django imported'"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_missing_configuration_says_how_to_log_in(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "CONFIG_PATH", tmp_path / "none.json")
+    monkeypatch.delenv("TOUCHSTONE_SERVER", raising=False)
+    monkeypatch.delenv("TOUCHSTONE_TOKEN", raising=False)
+    assert cli.main(["phases"]) == 2
+    assert "touchstone login --server URL --token TOKEN" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_is_named(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "CONFIG_PATH", tmp_path / "none.json")
+    server = f"http://127.0.0.1:{free_port()}"
+    assert cli.main(["--server", server, "--token", "ts_x", "status", "1"]) == 2
+    assert f"Cannot reach {server}" in capsys.readouterr().err
+
+
+def test_submitting_an_image_docker_does_not_have_explains_how_to_build_it(monkeypatch, tmp_path):
+    import shutil
+
+    import pytest
+
+    if shutil.which("docker") is None:
+        pytest.skip("docker CLI not installed")
+    with pytest.raises(cli.CliError, match="Build it first"):
+        cli.docker_save("touchstone-test/does-not-exist:never", tmp_path)
+
+
+def test_progress_bar_reports_bytes_rate_and_completion():
+    stream = io.StringIO()
+    bar = ProgressBar(total=4 * 2**20, label="Uploading", stream=stream)
+    for _ in range(4):
+        bar.advance(2**20)
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("Uploading [") and "100.0%" in line and "4.0 MiB/4.0 MiB" in line
+    assert human_bytes(1536) == "1.5 KiB" and human_bytes(12) == "12 B"
+
+
+def test_tables_align_columns(capsys):
+    cli.print_table(["organ", "DSC"], [["liver", "95.1"], ["gall_bladder", "61.0"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "organ         DSC"
+    assert lines[1].startswith("------------")
+    assert lines[3] == "gall_bladder  61.0"
