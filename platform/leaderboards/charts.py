@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from evaluator import figures as figures_lib
 from leaderboards.models import LeaderboardSnapshot
 
 PALETTE = {"dsc": "#1f6feb", "nsd": "#0e9384"}
 
 
 def to_html(figure: go.Figure, div_id: str) -> str:
-    figure.update_layout(
-        template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60}, font={"size": 13}
-    )
+    figure.update_layout(template="plotly_white", font={"size": 13})
     return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
 
 
@@ -40,11 +39,26 @@ def submission_figures(*, organs: list[dict], sites: list[dict]) -> dict[str, st
     return {"organs": to_html(by_organ, "chart-organs"), "sites": to_html(by_site, "chart-sites")}
 
 
-def leaderboard_figures(snapshot: LeaderboardSnapshot) -> dict[str, str]:
+def leaderboard_figures(snapshot: LeaderboardSnapshot, *, metric: str = "dsc", organ: str | None = None) -> dict[str, str]:
+    """The headline bars, plus the statistics figures when the snapshot has statistics."""
     rows = snapshot.rows
     if not rows:
         return {}
     figures: dict[str, str] = {}
+    statistics = snapshot.statistics or {}
+    if metric in statistics.get("metrics", {}):
+        section = statistics["metrics"][metric]
+        organ = organ if organ in section["organs"] else section["organs"][0]
+        builders = {
+            "forest": lambda: figures_lib.forest_plot(statistics, metric),
+            "forest_organ": lambda: figures_lib.forest_plot(statistics, metric, organ),
+            "significance": lambda: figures_lib.significance_heatmap(statistics, metric, organ),
+            "rank_stability": lambda: figures_lib.rank_stability_plot(statistics, metric),
+            "sites": lambda: figures_lib.site_heatmap(statistics, metric),
+            "boxplots": lambda: figures_lib.organ_boxplots(statistics, metric),
+        }
+        for name, build in builders.items():
+            figures[name] = to_html(build(), f"chart-{name}")
     headline = go.Figure(
         [
             go.Bar(

@@ -34,7 +34,10 @@ def leaderboard(request, slug: str):
     phase = get_object_or_404(Phase.objects.select_related("benchmark"), slug=slug)
     snapshot = selectors.latest_snapshot(phase=phase)
     organs = list(phase.benchmark.organs.values_list("name", flat=True))
-    figures = charts.leaderboard_figures(snapshot) if snapshot else {}
+    metric = request.GET.get("metric", "dsc")
+    organ = request.GET.get("organ") or (organs[0] if organs else None)
+    figures = charts.leaderboard_figures(snapshot, metric=metric, organ=organ) if snapshot else {}
+    statistics = (snapshot.statistics if snapshot else None) or {}
     return render(
         request,
         "leaderboards/leaderboard.html",
@@ -45,10 +48,22 @@ def leaderboard(request, slug: str):
             "rows": snapshot.rows if snapshot else [],
             "organs": organs,
             "figures": figures,
-            "stats": (snapshot.statistics if snapshot else {}) or {},
+            "headline_ci": headline_intervals(statistics),
+            "parameters": statistics.get("parameters", {}),
+            "metric": metric,
+            "organ": organ,
             "sites": phase.benchmark.sites.all(),
         },
     )
+
+
+def headline_intervals(statistics: dict) -> dict[str, dict[str, tuple]]:
+    """{algorithm: {metric: (low, high)}} of the headline bootstrap CIs."""
+    intervals: dict[str, dict[str, tuple]] = {}
+    for metric, section in statistics.get("metrics", {}).items():
+        for entry in section.get("leaderboard", []):
+            intervals.setdefault(entry["algorithm"], {})[metric] = (entry["ci_low"], entry["ci_high"])
+    return intervals
 
 
 def submission(request, submission_id: int):
