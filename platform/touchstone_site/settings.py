@@ -108,7 +108,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "var" / "touchstone.sqlite3",
+            "NAME": Path(env_str("TOUCHSTONE_SQLITE_PATH", str(BASE_DIR / "var" / "touchstone.sqlite3"))),
             "OPTIONS": {"timeout": 30},
         }
     }
