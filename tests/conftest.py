@@ -150,7 +150,7 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
     saved = (app.conf.broker_url, app.conf.task_always_eager, settings.DATA_ROOT)
     app.conf.broker_url, app.conf.task_always_eager = redis_url, False
     settings.DATA_ROOT = data_root
-    app.pool.force_close_all()
+    app.close()  # drop the connection pool made for the old broker URL
     wait_until(
         lambda: all((logs / f"{n}.log").read_text().count("ready.") for n in ("inference", "scoring")),
         timeout_s=60,
@@ -166,4 +166,4 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
     app.conf.broker_url, app.conf.task_always_eager, settings.DATA_ROOT = saved
-    app.pool.force_close_all()
+    app.close()

@@ -6,6 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/base/build.sh"
 for algorithm in "$here"/algorithms/*/; do
   name=$(basename "$algorithm")
-  docker build -q -t "touchstone-algo/$name:latest" --build-arg BASE_IMAGE=touchstone/base:latest "$algorithm" >/dev/null
+  docker build -q -t "touchstone-algo/$name:latest" --build-arg BASE_IMAGE=touchstone/base:latest \
+    -f "$algorithm/Dockerfile" "$here/algorithms" >/dev/null
   echo "built touchstone-algo/$name:latest"
 done

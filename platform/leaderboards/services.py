@@ -15,6 +15,10 @@ from leaderboards.models import LeaderboardSnapshot
 from submissions.models import CaseResult
 
 
+# Case metadata the leaderboard breaks results down by (scalar values; "age" is banded by the statistics).
+BREAKDOWN_FIELDS = ("manufacturer", "scanner_model", "sex", "age")
+
+
 def _clean(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -72,7 +76,10 @@ def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> Leader
     if len(submissions) >= 1 and not table.empty:
         sites = dict(phase.benchmark.sites.values_list("code", "out_of_distribution"))
         metadata = pd.DataFrame.from_records(
-            [{"case": case_id, **meta} for case_id, meta in phase.cases.values_list("case_id", "metadata")]
+            [
+                {"case": case_id, **{key: meta.get(key) for key in BREAKDOWN_FIELDS if key in meta}}
+                for case_id, meta in phase.cases.values_list("case_id", "metadata")
+            ]
         )
         statistics = compute_snapshot(
             table,

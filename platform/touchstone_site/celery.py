@@ -14,6 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "touchstone_site.settings")
 app = Celery("touchstone")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue("default"), Queue("inference"), Queue("scoring")]
+app.conf.task_routes = {}  # filled by platform_task
 app.conf.beat_schedule = {
     "requeue-stale-jobs": {"task": "touchstone.requeue_stale_jobs", "schedule": 300.0},
 }
@@ -27,9 +28,9 @@ def platform_task(*, name: str, queue: str):
     """
 
     def decorate(function):
+        app.conf.task_routes[f"touchstone.{name}"] = {"queue": queue}
         return app.task(
             name=f"touchstone.{name}",
-            queue=queue,
             acks_late=True,
             reject_on_worker_lost=True,
             ignore_result=True,

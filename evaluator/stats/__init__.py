@@ -1,0 +1,73 @@
+"""Honest statistics for leaderboards: aggregates, bootstrap CIs, significance maps, rank stability, breakdowns.
+
+Pure numpy/scipy/pandas; never imports Django. Start from a long table of per-case scores
+(`tables.validate_scores`, `tables.score_cube`); `snapshot.compute_snapshot` runs everything
+the leaderboard pages show.
+"""
+
+from evaluator.stats.aggregates import OrganSummary, case_scores, distribution, group_means, summarize
+from evaluator.stats.bootstrap import (
+    BootstrapMeans,
+    IntervalMethod,
+    PairedDifference,
+    StratifiedBootstrap,
+    bootstrap_means,
+    mean_intervals,
+    paired_difference,
+)
+from evaluator.stats.breakdowns import Correction, GroupComparison, age_bands, breakdown, compare_groups
+from evaluator.stats.ranking import RankMethod, RankStability, rank_algorithms, rank_stability
+from evaluator.stats.significance import (
+    PValueMethod,
+    SignificanceMap,
+    holm_adjust,
+    signed_rank_pvalues,
+    significance_map,
+)
+from evaluator.stats.snapshot import compute_snapshot
+from evaluator.stats.tables import (
+    DuplicateCaseError,
+    DuplicatePolicy,
+    ScoreCube,
+    ScoreTableError,
+    read_touchstone_folder,
+    score_cube,
+    validate_scores,
+)
+
+__all__ = [
+    "BootstrapMeans",
+    "Correction",
+    "DuplicateCaseError",
+    "DuplicatePolicy",
+    "GroupComparison",
+    "IntervalMethod",
+    "OrganSummary",
+    "PValueMethod",
+    "PairedDifference",
+    "RankMethod",
+    "RankStability",
+    "ScoreCube",
+    "ScoreTableError",
+    "SignificanceMap",
+    "StratifiedBootstrap",
+    "age_bands",
+    "bootstrap_means",
+    "breakdown",
+    "case_scores",
+    "compare_groups",
+    "compute_snapshot",
+    "distribution",
+    "group_means",
+    "holm_adjust",
+    "mean_intervals",
+    "paired_difference",
+    "rank_algorithms",
+    "rank_stability",
+    "read_touchstone_folder",
+    "score_cube",
+    "signed_rank_pvalues",
+    "significance_map",
+    "summarize",
+    "validate_scores",
+]

@@ -1,0 +1,463 @@
+"""The long table of per-case scores: validation, the dense per-metric cube, and loading Touchstone's CSVs.
+
+Every statistic in `evaluator.stats` starts from a long table with one row per
+(case, site, algorithm, organ, metric) and a `value` (NaN = organ not evaluable for
+that case). `score_cube` validates it and lays it out as a dense array so that
+algorithms are always paired by case id, never by row position.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCORE_COLUMNS: tuple[str, ...] = ("case", "site", "algorithm", "organ", "metric", "value")
+
+#: Organs of the Touchstone / AbdomenAtlas label set, in label-id order.
+TOUCHSTONE_ORGANS: tuple[str, ...] = (
+    "aorta",
+    "gall_bladder",
+    "kidney_left",
+    "kidney_right",
+    "liver",
+    "pancreas",
+    "postcava",
+    "spleen",
+    "stomach",
+)
+
+_MAX_NAMED_CASES = 10
+_CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class ScoreTableError(ValueError):
+    """The long table of scores cannot be used as it is; the message says what to fix."""
+
+
+class DuplicateCaseError(ScoreTableError):
+    """Two or more rows score the same case, algorithm, organ and metric.
+
+    `cases` names every affected case id, so the person importing the scores can
+    find them; duplicates are never silently kept or dropped.
+    """
+
+    def __init__(self, message: str, cases: Sequence[str]) -> None:
+        super().__init__(message)
+        self.cases = tuple(cases)
+
+
+def printable_case(case: str) -> str:
+    """A case id fit for a message: runs of control characters shown as <N control characters>."""
+    return _CONTROL_RUN.sub(lambda m: f"<{len(m.group())} control characters>", case)
+
+
+def _name_cases(cases: Sequence[str]) -> str:
+    shown = ", ".join(repr(printable_case(str(c))) for c in cases[:_MAX_NAMED_CASES])
+    more = len(cases) - _MAX_NAMED_CASES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def validate_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Check a long table of scores and return a normalised copy.
+
+    Requirements: the columns of `SCORE_COLUMNS`; case, site, algorithm, organ and
+    metric are non-empty strings; value is a float that is finite or NaN (NaN means
+    the organ is not evaluable for the case); each case belongs to exactly one site;
+    at most one row per (case, algorithm, organ, metric). Exact duplicates and
+    conflicting duplicates are both errors (`DuplicateCaseError`) that name the cases.
+
+    >>> table = pd.DataFrame({"case": ["c1", "c1"], "site": ["A", "A"], "algorithm": ["x", "x"],
+    ...                       "organ": ["liver", "liver"], "metric": ["dsc", "dsc"], "value": [0.9, 0.8]})
+    >>> validate_scores(table)
+    Traceback (most recent call last):
+    ...
+    evaluator.stats.tables.DuplicateCaseError: Case(s) 'c1' have more than one row for the same algorithm, organ and metric (conflicting values; e.g. algorithm 'x', organ 'liver', metric 'dsc'). Remove the extra rows or fix the case ids, then import again.
+    """
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ScoreTableError(
+            f"The score table lacks the column(s) {missing}; it needs {list(SCORE_COLUMNS)}."
+        )
+    table = pd.DataFrame({c: scores[c] for c in SCORE_COLUMNS}).reset_index(drop=True)
+    for column in SCORE_COLUMNS[:-1]:
+        if table[column].isna().any() or any(not str(v).strip() for v in table[column].unique()):
+            raise ScoreTableError(f"The column {column!r} has empty cells; every row needs a {column}.")
+        table[column] = table[column].astype(str)
+    try:
+        table["value"] = pd.to_numeric(table["value"], errors="raise").astype("float64")
+    except (TypeError, ValueError) as error:
+        raise ScoreTableError(f"The column 'value' must hold numbers (NaN allowed): {error}") from error
+    if np.isinf(table["value"].to_numpy()).any():
+        bad = table.loc[np.isinf(table["value"].to_numpy()), "case"].unique().tolist()
+        raise ScoreTableError(
+            f"Infinite scores for case(s) {_name_cases(bad)}; use NaN for 'not evaluable' "
+            "and the worst finite score for a failed case."
+        )
+    _check_duplicates(table)
+    if len(table):
+        _check_one_site_per_case(table)
+    return table
+
+
+def _check_duplicates(table: pd.DataFrame) -> None:
+    key = ["case", "algorithm", "organ", "metric"]
+    codes = [pd.factorize(table[c])[0].astype(np.int64) for c in key]
+    sizes = [int(c.max()) + 1 if len(c) else 1 for c in codes]
+    flat = codes[0]
+    for code, size in zip(codes[1:], sizes[1:], strict=True):
+        flat = flat * size + code
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    duplicated = counts[inverse] > 1
+    if not duplicated.any():
+        return
+    rows = table.loc[duplicated]
+    conflicting = rows.groupby(key, sort=False)["value"].nunique(dropna=False) > 1
+    cases = rows["case"].drop_duplicates().tolist()
+    first = rows.iloc[0]
+    kind = "conflicting values" if conflicting.any() else "identical values"
+    raise DuplicateCaseError(
+        f"Case(s) {_name_cases(cases)} have more than one row for the same algorithm, organ and metric "
+        f"({kind}; e.g. algorithm {first['algorithm']!r}, organ {first['organ']!r}, metric {first['metric']!r}). "
+        "Remove the extra rows or fix the case ids, then import again.",
+        cases,
+    )
+
+
+def _check_one_site_per_case(table: pd.DataFrame) -> None:
+    case_code, case_names = pd.factorize(table["case"])
+    site_code, _ = pd.factorize(table["site"])
+    pairs = np.unique(case_code.astype(np.int64) * (int(site_code.max()) + 1) + site_code)
+    per_case = np.bincount(pairs // (int(site_code.max()) + 1), minlength=len(case_names))
+    if (per_case > 1).any():
+        bad = [str(c) for c in case_names[per_case > 1]]
+        raise ScoreTableError(
+            f"Case(s) {_name_cases(bad)} are listed under more than one site; a case belongs to one site."
+        )
+
+
+@dataclass(frozen=True)
+class ScoreCube:
+    """Scores of one metric laid out densely: `values[algorithm, case, organ]`.
+
+    `cases` are sorted case ids; `sites[i]` is the site of `cases[i]`. NaN in `values`
+    means "no value": the organ is not evaluable for that case, or the algorithm has
+    no row for the case (then `has_row[algorithm, case]` is False). Cases are shared
+    by every algorithm, so index `i` is the same case for all of them (pairing by id).
+    """
+
+    metric: str
+    algorithms: tuple[str, ...]
+    cases: tuple[str, ...]
+    sites: np.ndarray
+    organs: tuple[str, ...]
+    values: np.ndarray
+    has_row: np.ndarray
+
+    @property
+    def evaluable(self) -> np.ndarray:
+        """Boolean array (algorithm, case, organ): True where a value exists."""
+        return ~np.isnan(self.values)
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        """Distinct sites, sorted."""
+        return tuple(sorted(set(self.sites.tolist())))
+
+    def algorithm_index(self, algorithm: str) -> int:
+        try:
+            return self.algorithms.index(algorithm)
+        except ValueError:
+            raise KeyError(f"No scores for algorithm {algorithm!r}; known: {list(self.algorithms)}") from None
+
+    def organ_index(self, organ: str) -> int:
+        try:
+            return self.organs.index(organ)
+        except ValueError:
+            raise KeyError(f"No scores for organ {organ!r}; known: {list(self.organs)}") from None
+
+    def n_missing(self) -> np.ndarray:
+        """Cases without any row for each algorithm, shape (algorithm,)."""
+        return (~self.has_row).sum(axis=1)
+
+
+def score_cube(
+    scores: pd.DataFrame,
+    metric: str,
+    *,
+    organs: Sequence[str] | None = None,
+    algorithms: Sequence[str] | None = None,
+    validated: bool = False,
+) -> ScoreCube:
+    """Validate `scores` (unless `validated`) and lay out one metric as a `ScoreCube`.
+
+    The case universe is every case of the table (any metric), so cubes of different
+    metrics of the same table share their cases and bootstrap resamples. Organs
+    default to the Touchstone order when they are Touchstone organs, otherwise to
+    their order of appearance; algorithms default to sorted names.
+    """
+    table = scores if validated else validate_scores(scores)
+    cases = np.array(sorted(table["case"].unique()), dtype=object)
+    site_of_case = table.drop_duplicates("case").set_index("case")["site"]
+    rows = table.loc[table["metric"] == metric]
+    if rows.empty:
+        raise ScoreTableError(
+            f"No scores for metric {metric!r}; the table has {sorted(table['metric'].unique())}."
+        )
+    organ_names = tuple(organs) if organs is not None else _default_organs(rows["organ"])
+    algorithm_names = (
+        tuple(algorithms) if algorithms is not None else tuple(sorted(rows["algorithm"].unique()))
+    )
+    rows = rows.loc[rows["organ"].isin(organ_names) & rows["algorithm"].isin(algorithm_names)]
+    case_code = pd.Categorical(rows["case"], categories=cases).codes
+    algorithm_code = pd.Categorical(rows["algorithm"], categories=algorithm_names).codes
+    organ_code = pd.Categorical(rows["organ"], categories=organ_names).codes
+    values = np.full((len(algorithm_names), len(cases), len(organ_names)), np.nan)
+    values[algorithm_code, case_code, organ_code] = rows["value"].to_numpy()
+    has_row = np.zeros((len(algorithm_names), len(cases)), dtype=bool)
+    has_row[algorithm_code, case_code] = True
+    return ScoreCube(
+        metric=metric,
+        algorithms=algorithm_names,
+        cases=tuple(cases.tolist()),
+        sites=site_of_case.loc[cases].to_numpy(dtype=str),
+        organs=organ_names,
+        values=values,
+        has_row=has_row,
+    )
+
+
+def _default_organs(organ_column: pd.Series) -> tuple[str, ...]:
+    present = list(pd.unique(organ_column))
+    if set(present) <= set(TOUCHSTONE_ORGANS):
+        return tuple(o for o in TOUCHSTONE_ORGANS if o in present)
+    return tuple(present)
+
+
+# --- Touchstone's published per-case CSV folders -------------------------------------------------
+
+
+class DuplicatePolicy(enum.StrEnum):
+    """What to do with a per-case CSV that lists a case more than once.
+
+    ERROR: refuse (the platform's rule). KEEP_FIRST: keep the first row of each case
+    (Touchstone's significance maps). FIRST_N_ROWS: keep the first `n_rows` rows of
+    the file and count every one of them (the Leaderboard's summary means).
+    EVERY_ROW: count every row (the Leaderboard's median tables). Under the last two,
+    a repeated row becomes its own pseudo-case `"<case>#row<line>"` so that the
+    strict long table still holds; the anomaly report lists them.
+    """
+
+    ERROR = "error"
+    KEEP_FIRST = "keep_first"
+    FIRST_N_ROWS = "first_n_rows"
+    EVERY_ROW = "every_row"
+
+
+class AnomalyKind(enum.StrEnum):
+    DUPLICATE_IDENTICAL = "duplicate rows, identical values"
+    DUPLICATE_CONFLICTING = "duplicate rows, conflicting values"
+    MISSING_CASES = "cases missing"
+    INVALID_CASE_ID = "case id with control characters"
+    ROWS_DROPPED = "rows dropped by the duplicate policy"
+
+
+@dataclass(frozen=True)
+class FileAnomaly:
+    """Something wrong with one per-case CSV, reported rather than hidden."""
+
+    algorithm: str
+    metric: str
+    path: str
+    kind: AnomalyKind
+    cases: tuple[str, ...]
+    detail: str
+
+    def describe(self, max_cases: int = 3) -> str:
+        shown = _name_cases(list(self.cases[:max_cases]))
+        more = f" and {len(self.cases) - max_cases} more" if len(self.cases) > max_cases else ""
+        return f"{self.kind.value}: {len(self.cases)} case(s) ({shown}{more}); {self.detail}"
+
+
+@dataclass(frozen=True)
+class LoadedScores:
+    """A long score table read from CSV files, with the anomalies found on the way."""
+
+    scores: pd.DataFrame
+    anomalies: tuple[FileAnomaly, ...]
+
+
+def read_case_csv(path: Path) -> pd.DataFrame:
+    """Read one Touchstone per-case CSV (`name,<organ>,...`; empty cell or `nan` = not evaluable)."""
+    frame = pd.read_csv(path, dtype={"name": str})
+    if "name" not in frame.columns:
+        raise ScoreTableError(f"{path} has no 'name' column; expected Touchstone's per-case format.")
+    return frame
+
+
+def read_touchstone_folder(
+    folder: Path,
+    *,
+    metrics: Sequence[str] = ("dsc", "nsd"),
+    site: str = "all",
+    duplicates: DuplicatePolicy = DuplicatePolicy.ERROR,
+    n_rows: int | None = None,
+    cases: Iterable[str] | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> LoadedScores:
+    """Read `<folder>/<model>/<metric>.csv` files into one long score table.
+
+    Each file has one row per case and one column per organ. `cases` keeps only
+    those case ids; `rename` maps folder names to display names; `duplicates` (with
+    `n_rows` for FIRST_N_ROWS) says how repeated case ids are handled. Duplicates,
+    cases missing relative to the other models and malformed case ids are returned
+    as `anomalies`. With `DuplicatePolicy.ERROR`, a duplicate raises `DuplicateCaseError`.
+    """
+    folder = Path(folder)
+    keep = None if cases is None else set(cases)
+    frames: list[pd.DataFrame] = []
+    anomalies: list[FileAnomaly] = []
+    for model_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        algorithm = (rename or {}).get(model_dir.name, model_dir.name)
+        for metric in metrics:
+            path = model_dir / f"{metric}.csv"
+            if not path.exists():
+                continue
+            wide = read_case_csv(path)
+            if keep is not None:
+                wide = wide.loc[wide["name"].isin(keep)]
+            wide, found = _apply_duplicate_policy(wide, algorithm, metric, str(path), duplicates, n_rows)
+            anomalies.extend(found)
+            bad_ids = [n for n in wide["name"].unique() if _CONTROL_RUN.search(n)]
+            if bad_ids:
+                anomalies.append(
+                    FileAnomaly(
+                        algorithm,
+                        metric,
+                        str(path),
+                        AnomalyKind.INVALID_CASE_ID,
+                        tuple(bad_ids),
+                        "kept as its own case; it pairs with no other model",
+                    )
+                )
+            long = wide.melt(id_vars="name", var_name="organ", value_name="value")
+            long = long.rename(columns={"name": "case"})
+            long["site"] = site
+            long["algorithm"] = algorithm
+            long["metric"] = metric
+            frames.append(long[list(SCORE_COLUMNS)])
+    if not frames:
+        raise ScoreTableError(f"No <model>/<metric>.csv files for {list(metrics)} under {folder}.")
+    scores = pd.concat(frames, ignore_index=True)
+    anomalies.extend(_missing_case_anomalies(scores, folder))
+    return LoadedScores(scores=scores, anomalies=tuple(anomalies))
+
+
+def _apply_duplicate_policy(
+    wide: pd.DataFrame,
+    algorithm: str,
+    metric: str,
+    path: str,
+    policy: DuplicatePolicy,
+    n_rows: int | None,
+) -> tuple[pd.DataFrame, list[FileAnomaly]]:
+    found: list[FileAnomaly] = []
+    repeated = wide["name"].duplicated(keep=False)
+    if repeated.any():
+        rows = wide.loc[repeated]
+        distinct = rows.drop_duplicates()
+        conflicting = distinct["name"].duplicated(keep=False)
+        for kind, names in (
+            (AnomalyKind.DUPLICATE_CONFLICTING, distinct.loc[conflicting, "name"].unique()),
+            (
+                AnomalyKind.DUPLICATE_IDENTICAL,
+                rows.loc[~rows["name"].isin(distinct.loc[conflicting, "name"]), "name"].unique(),
+            ),
+        ):
+            if len(names):
+                found.append(
+                    FileAnomaly(
+                        algorithm,
+                        metric,
+                        path,
+                        kind,
+                        tuple(names),
+                        f"{len(wide)} rows for {wide['name'].nunique()} distinct cases; "
+                        f"policy {policy.value!r}",
+                    )
+                )
+    if policy is DuplicatePolicy.ERROR:
+        if repeated.any():
+            names = wide.loc[repeated, "name"].unique().tolist()
+            raise DuplicateCaseError(
+                f"{path} lists {len(names)} case(s) more than once: {_name_cases(names)}. "
+                "Fix the file, or read it with an explicit DuplicatePolicy.",
+                names,
+            )
+        return wide, found
+    if policy is DuplicatePolicy.KEEP_FIRST:
+        kept = wide.drop_duplicates("name", keep="first")
+        if len(kept) < len(wide):
+            dropped = wide.loc[wide["name"].duplicated(keep="first"), "name"].unique()
+            found.append(
+                FileAnomaly(
+                    algorithm,
+                    metric,
+                    path,
+                    AnomalyKind.ROWS_DROPPED,
+                    tuple(dropped),
+                    f"kept the first row of each case, dropped {len(wide) - len(kept)} rows",
+                )
+            )
+        return kept, found
+    if policy is DuplicatePolicy.FIRST_N_ROWS:
+        if n_rows is None:
+            raise ValueError("DuplicatePolicy.FIRST_N_ROWS needs n_rows.")
+        if len(wide) > n_rows:
+            dropped = wide.iloc[n_rows:]["name"].unique()
+            found.append(
+                FileAnomaly(
+                    algorithm,
+                    metric,
+                    path,
+                    AnomalyKind.ROWS_DROPPED,
+                    tuple(dropped),
+                    f"kept the first {n_rows} of {len(wide)} rows",
+                )
+            )
+        wide = wide.iloc[:n_rows]
+    # FIRST_N_ROWS and EVERY_ROW count each remaining row: repeats become pseudo-cases.
+    wide = wide.copy()
+    later = wide["name"].duplicated(keep="first").to_numpy()
+    line = np.arange(len(wide)) + 2  # line number in the file, after the header
+    names = wide["name"].to_numpy(dtype=object)
+    names[later] = [f"{n}#row{k}" for n, k in zip(names[later], line[later], strict=True)]
+    wide["name"] = names
+    return wide, found
+
+
+def _missing_case_anomalies(scores: pd.DataFrame, folder: Path) -> list[FileAnomaly]:
+    found: list[FileAnomaly] = []
+    real = scores.loc[~scores["case"].str.contains("#row", regex=False)]
+    for metric, rows in real.groupby("metric", sort=True):
+        universe = set(rows["case"])
+        for algorithm, own in rows.groupby("algorithm", sort=True):
+            missing = sorted(universe - set(own["case"]))
+            if missing:
+                found.append(
+                    FileAnomaly(
+                        str(algorithm),
+                        str(metric),
+                        str(folder),
+                        AnomalyKind.MISSING_CASES,
+                        tuple(missing),
+                        f"{len(missing)} of {len(universe)} cases have no row; means use the "
+                        "cases present, comparisons pair by case id",
+                    )
+                )
+    return found
