@@ -32,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot use labels file {arguments.labels}: {error}", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
     try:
-        case = score_files(arguments.reference, arguments.prediction, organs, nsd_definition=arguments.nsd_definition)
+        case = score_files(
+            arguments.reference, arguments.prediction, organs, nsd_definition=arguments.nsd_definition
+        )
     except LoadError as error:
         print(f"cannot use reference {arguments.reference}: {error}", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
@@ -56,15 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("reference", type=Path, help="ground-truth label map (.nii.gz)")
     score.add_argument("prediction", type=Path, help="predicted label map (.nii.gz)")
     score.add_argument(
-        "--labels", type=Path, required=True,
+        "--labels",
+        type=Path,
+        required=True,
         help='labels.json: {"1": "aorta", ...}, or {"1": {"name": "aorta", "nsd_tolerance_mm": 2}, ...}',
     )
     score.add_argument(
-        "--nsd-tolerance-mm", type=float, default=DEFAULT_NSD_TOLERANCE_MM,
+        "--nsd-tolerance-mm",
+        type=float,
+        default=DEFAULT_NSD_TOLERANCE_MM,
         help="NSD tolerance for organs whose labels.json entry sets none (default %(default)s mm)",
     )
     score.add_argument(
-        "--nsd-definition", type=NsdDefinition, choices=list(NsdDefinition), default=NsdDefinition.SURFEL,
+        "--nsd-definition",
+        type=NsdDefinition,
+        choices=list(NsdDefinition),
+        default=NsdDefinition.SURFEL,
         help="surfel: DeepMind's surface elements (default); voxel: MONAI's border voxels, as Touchstone published",
     )
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -74,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
 def _as_table(case: CaseScore) -> str:
     lines = []
     if case.refusal is not None:
-        lines += [f"Prediction refused -- {case.refusal.label}: {case.message}", "Every organ present in the reference scores worst.", ""]
+        lines += [
+            f"Prediction refused -- {case.refusal.label}: {case.message}",
+            "Every organ present in the reference scores worst.",
+            "",
+        ]
     header = f"{'organ':<16}{'status':<10}{'DSC':>8}{'NSD':>8}{'HD95 mm':>10}{'ASSD mm':>10}{'ref mL':>10}{'pred mL':>10}"
     lines += [header, "-" * len(header)]
     for organ in case.organs:

@@ -458,7 +458,7 @@ def _thorax_and_bowel(rng: np.random.Generator, body: Body, s: float) -> list[St
         if rng.random() < 0.3:
             level = float(center[1] + rng.uniform(4.0, 12.0))
             strokes.append(Stroke(loop, hu["gas"], tissue=Tissue.BOWEL, within_tissue=(Tissue.BOWEL,),
-                                  clip=lambda X, Y, Z, level=level: Y > level))
+                                  clip=lambda X, Y, Z, level=level: Y > level))  # type: ignore[misc]
     return strokes
 
 

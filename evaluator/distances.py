@@ -194,7 +194,9 @@ def _sorted_profile(
     weight_rank = rank_of_code[source.codes]
     near = group >= 0
     n_weights = weight_values.size
-    counts = np.bincount(group[near] * n_weights + weight_rank[near], minlength=table.group_distance_mm.size * n_weights)
+    counts = np.bincount(
+        group[near] * n_weights + weight_rank[near], minlength=table.group_distance_mm.size * n_weights
+    )
     near_distances = np.repeat(np.repeat(table.group_distance_mm, n_weights), counts)
     near_weights = np.repeat(np.tile(weight_values, table.group_distance_mm.size), counts)
     if far.size == 0:

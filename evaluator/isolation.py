@@ -12,6 +12,8 @@ Linux/POSIX only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import faulthandler
 import mmap
 import os
 import pickle
@@ -104,7 +106,9 @@ def call_in_child(function: Callable[[], T], limits: Limits) -> T:
         return child.result()
 
 
-def run_in_children(functions: Sequence[Callable[[], T]], limits: Limits, *, processes: int) -> list[Outcome[T]]:
+def run_in_children(
+    functions: Sequence[Callable[[], T]], limits: Limits, *, processes: int
+) -> list[Outcome[T]]:
     """Evaluate each function in its own forked child, at most `processes` at a time, in order.
 
     A failure of one child (exception, crash, timeout) becomes that function's `Outcome.error`
@@ -119,7 +123,9 @@ def run_in_children(functions: Sequence[Callable[[], T]], limits: Limits, *, pro
             running[child.read_fd] = child
             next_index += 1
         _collect(running, outcomes)
-    return [outcome if outcome is not None else Outcome(error=ChildFailed("no result")) for outcome in outcomes]
+    return [
+        outcome if outcome is not None else Outcome(error=ChildFailed("no result")) for outcome in outcomes
+    ]
 
 
 @dataclass
@@ -146,22 +152,34 @@ def _child_main(function: Callable[[], object], write_fd: int, limits: Limits) -
     try:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        faulthandler.disable()  # a crash is reported to the parent by its signal, not by a traceback dump
         _die_with_parent()
         _limit_resources(limits)
-        try:
-            message = pickle.dumps(Outcome(value=function()), protocol=pickle.HIGHEST_PROTOCOL)
-        except MemoryError:
-            message = pickle.dumps(Outcome(error=ChildFailed("ran out of memory (memory limit)")))
-        except BaseException as error:  # the exception travels to the parent, as is if it can
-            try:
-                message = pickle.dumps(Outcome(error=error), protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:
-                message = pickle.dumps(Outcome(error=ChildFailed(f"{type(error).__name__}: {error}")))
+        message = _run_and_pickle(function)
         with os.fdopen(write_fd, "wb") as pipe:
             pipe.write(message)
         status = 0
     finally:
         os._exit(status)
+
+
+def _run_and_pickle(function: Callable[[], object]) -> bytes:
+    """The pickled Outcome of `function()`: its value, or the exception it raised."""
+    try:
+        value = function()
+    except MemoryError:
+        return pickle.dumps(Outcome(error=ChildFailed("ran out of memory (memory limit)")))
+    except BaseException as error:  # the exception travels to the parent, as is if it can
+        try:
+            return pickle.dumps(Outcome(error=error), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return pickle.dumps(Outcome(error=ChildFailed(f"{type(error).__name__}: {error}")))
+    try:
+        return pickle.dumps(Outcome(value=value), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:
+        return pickle.dumps(
+            Outcome(error=ChildFailed(f"returned a value that cannot be sent back ({error})"))
+        )
 
 
 def _limit_resources(limits: Limits) -> None:
@@ -184,8 +202,6 @@ def _address_space_bytes() -> int:
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this child if the parent dies first, so no orphan keeps scoring."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
@@ -208,7 +224,9 @@ def _collect(running: dict[int, _Child], outcomes: list) -> None:
         if child.deadline <= now:
             del running[fd]
             _kill(child)
-            outcomes[child.index] = Outcome(error=ChildFailed("did not finish within the time limit", timed_out=True))
+            outcomes[child.index] = Outcome(
+                error=ChildFailed("did not finish within the time limit", timed_out=True)
+            )
 
 
 def _kill(child: _Child) -> None:
@@ -227,7 +245,10 @@ def _finish(child: _Child) -> Outcome:
             return Outcome(error=ChildFailed(f"sent a result that cannot be read ({error})"))
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        reasons = {signal.SIGKILL: "was killed (e.g. by the out-of-memory killer)", signal.SIGXCPU: "ran out of CPU time"}
+        reasons = {
+            signal.SIGKILL: "was killed (e.g. by the out-of-memory killer)",
+            signal.SIGXCPU: "ran out of CPU time",
+        }
         reason = reasons.get(signum, f"died of signal {signum} ({signal.strsignal(signum)})")  # type: ignore[call-overload]
         return Outcome(error=ChildFailed(reason, timed_out=signum == signal.SIGXCPU))
     return Outcome(error=ChildFailed(f"exited with status {os.WEXITSTATUS(status)} without a result"))

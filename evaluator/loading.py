@@ -81,7 +81,11 @@ def read_geometry(path: Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOM
         raise _HeaderOnly
 
     try:
-        read_nifti(_read(path, max_decompressed_bytes, "reference"), max_decompressed_bytes=max_decompressed_bytes, check_header=capture)
+        read_nifti(
+            _read(path, max_decompressed_bytes, "reference"),
+            max_decompressed_bytes=max_decompressed_bytes,
+            check_header=capture,
+        )
     except _HeaderOnly:
         return found[0]
     raise AssertionError("unreachable: the header check always runs")  # pragma: no cover
@@ -102,12 +106,20 @@ def load_reference(
         geometry.append(_reference_geometry(header, shape))
         _check_no_scaling(header, "the reference")
 
-    raw = read_nifti(_read(path, max_decompressed_bytes, "reference"), max_decompressed_bytes=max_decompressed_bytes, check_header=check)
+    raw = read_nifti(
+        _read(path, max_decompressed_bytes, "reference"),
+        max_decompressed_bytes=max_decompressed_bytes,
+        check_header=check,
+    )
     voxels = raw.array()
     low, high = _value_range(voxels, "the reference")
     if low < 0:
-        raise LoadError(RefusalCategory.UNKNOWN_LABELS, f"the reference {Path(path).name} has negative labels")
-    labels = voxels if voxels.dtype == compact_label_dtype(high) else _converted(voxels, compact_label_dtype(high))
+        raise LoadError(
+            RefusalCategory.UNKNOWN_LABELS, f"the reference {Path(path).name} has negative labels"
+        )
+    labels = (
+        voxels if voxels.dtype == compact_label_dtype(high) else _converted(voxels, compact_label_dtype(high))
+    )
     extents = label_extents(labels, high if max_label is None else max_label)
     return LabelMap(labels=labels, geometry=geometry[0], extents=extents)
 
@@ -139,10 +151,16 @@ def load_prediction(
         _check_affine(header, reference)
         _check_no_scaling(header, "the prediction")
 
-    raw = read_nifti(read_file_bytes(path, max_bytes=max_decompressed_bytes), max_decompressed_bytes=max_decompressed_bytes, check_header=check)
+    raw = read_nifti(
+        read_file_bytes(path, max_bytes=max_decompressed_bytes),
+        max_decompressed_bytes=max_decompressed_bytes,
+        check_header=check,
+    )
     labels = _checked_labels(raw, allowed, target_dtype, out)
     extents = label_extents(labels, max(allowed))
-    unknown = sorted(label for label, box in enumerate(extents, start=1) if box is not None and label not in allowed)
+    unknown = sorted(
+        label for label, box in enumerate(extents, start=1) if box is not None and label not in allowed
+    )
     if unknown:
         raise LoadError(RefusalCategory.UNKNOWN_LABELS, _unknown_labels_message(unknown, allowed))
     return LabelMap(labels=labels, geometry=reference, extents=extents)
@@ -164,11 +182,15 @@ def _reference_geometry(header: nib.Nifti1Header, shape: tuple[int, ...]) -> Geo
         raise LoadError(RefusalCategory.MISSING_AFFINE, "the reference has neither a qform nor an sform")
     spacing = tuple(float(value) for value in header.get_zooms()[:3])
     if not all(np.isfinite(value) and value > 0 for value in spacing):
-        raise LoadError(RefusalCategory.WRONG_AFFINE, f"the reference's voxel spacing {spacing} is not positive")
+        raise LoadError(
+            RefusalCategory.WRONG_AFFINE, f"the reference's voxel spacing {spacing} is not positive"
+        )
     affine = np.asarray(header.get_best_affine(), np.float64)
     if not np.all(np.isfinite(affine)):
         raise LoadError(RefusalCategory.WRONG_AFFINE, "the reference's affine has non-finite entries")
-    return Geometry(shape=(shape[0], shape[1], shape[2]), affine=affine, spacing_mm=(spacing[0], spacing[1], spacing[2]))
+    return Geometry(
+        shape=(shape[0], shape[1], shape[2]), affine=affine, spacing_mm=(spacing[0], spacing[1], spacing[2])
+    )
 
 
 def _check_affine(header: nib.Nifti1Header, reference: Geometry) -> None:
@@ -183,12 +205,22 @@ def _check_affine(header: nib.Nifti1Header, reference: Geometry) -> None:
         affine = np.asarray(header.get_best_affine(), np.float64)
     except Exception:
         affine = np.full((4, 4), np.nan)
-    corners = np.array([[i, j, k, 1.0] for i in (0, reference.shape[0] - 1) for j in (0, reference.shape[1] - 1) for k in (0, reference.shape[2] - 1)])
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (0, reference.shape[0] - 1)
+            for j in (0, reference.shape[1] - 1)
+            for k in (0, reference.shape[2] - 1)
+        ]
+    )
     with np.errstate(invalid="ignore", over="ignore"):
         error_mm = np.linalg.norm((corners @ affine.T - corners @ reference.affine.T)[:, :3], axis=1).max()
     if np.isfinite(error_mm) and error_mm <= AFFINE_TOLERANCE_MM:
         return
-    raise LoadError(RefusalCategory.WRONG_AFFINE, _affine_difference(affine, reference) + "; save the prediction with the input image's affine")
+    raise LoadError(
+        RefusalCategory.WRONG_AFFINE,
+        _affine_difference(affine, reference) + "; save the prediction with the input image's affine",
+    )
 
 
 def _affine_difference(affine: np.ndarray, reference: Geometry) -> str:
@@ -233,7 +265,10 @@ def _value_range(voxels: np.ndarray, what: str) -> tuple[int, int]:
     if voxels.dtype.kind == "f":
         for chunk in _chunks(voxels):
             if not np.isfinite(chunk).all():
-                raise LoadError(RefusalCategory.NON_FINITE_VALUES, f"{what} contains NaN or infinite values; write integer labels")
+                raise LoadError(
+                    RefusalCategory.NON_FINITE_VALUES,
+                    f"{what} contains NaN or infinite values; write integer labels",
+                )
             if not np.array_equal(chunk, np.trunc(chunk)):
                 raise LoadError(
                     RefusalCategory.NON_INTEGER_VALUES,
@@ -245,7 +280,9 @@ def _value_range(voxels: np.ndarray, what: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _checked_labels(raw: RawImage, allowed: frozenset[int], target_dtype: np.dtype, out: np.ndarray | None) -> np.ndarray:
+def _checked_labels(
+    raw: RawImage, allowed: frozenset[int], target_dtype: np.dtype, out: np.ndarray | None
+) -> np.ndarray:
     """The prediction's voxels as `target_dtype` after checking values; `out` is filled if given."""
     voxels = raw.array()
     low, high = _value_range(voxels, "the prediction")

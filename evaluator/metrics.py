@@ -94,7 +94,10 @@ def robust_hausdorff(
     >>> robust_hausdorff(near, near, 95.0), robust_hausdorff(near, near, 100.0)
     (0.0, 5.0)
     """
-    return max(_directed_percentile(reference_to_prediction, percent), _directed_percentile(prediction_to_reference, percent))
+    return max(
+        _directed_percentile(reference_to_prediction, percent),
+        _directed_percentile(prediction_to_reference, percent),
+    )
 
 
 def _directed_percentile(profile: DirectedProfile, percent: float) -> float:

@@ -24,8 +24,11 @@ import numpy as np
 
 from evaluator.refusals import LoadError, RefusalCategory
 
+_igzip: Any
 try:  # ISA-L's igzip is 2-3x faster than zlib at inflating.
-    from isal import igzip_lib as _igzip
+    from isal import igzip_lib as _isal_igzip
+
+    _igzip = _isal_igzip
 except ImportError:  # pragma: no cover - isal is a pinned dependency
     _igzip = None
 
@@ -64,13 +67,18 @@ def read_file_bytes(path: Path, *, max_bytes: int) -> bytes:
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise LoadError(RefusalCategory.MISSING_OUTPUT, f"no file named {Path(path).name} was written") from None
+        raise LoadError(
+            RefusalCategory.MISSING_OUTPUT, f"no file named {Path(path).name} was written"
+        ) from None
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise LoadError(
-                RefusalCategory.NOT_REGULAR_FILE, f"{Path(path).name} is a symbolic link; write the image file itself"
+                RefusalCategory.NOT_REGULAR_FILE,
+                f"{Path(path).name} is a symbolic link; write the image file itself",
             ) from None
-        raise LoadError(RefusalCategory.NOT_REGULAR_FILE, f"{Path(path).name} cannot be opened ({error.strerror})") from None
+        raise LoadError(
+            RefusalCategory.NOT_REGULAR_FILE, f"{Path(path).name} cannot be opened ({error.strerror})"
+        ) from None
     try:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
@@ -86,11 +94,15 @@ def read_file_bytes(path: Path, *, max_bytes: int) -> bytes:
             )
         content = handle.read(max_bytes + 1)
     if len(content) > max_bytes:
-        raise LoadError(RefusalCategory.TOO_LARGE, f"the file grew beyond the {_size(max_bytes)} limit while read")
+        raise LoadError(
+            RefusalCategory.TOO_LARGE, f"the file grew beyond the {_size(max_bytes)} limit while read"
+        )
     return content
 
 
-def read_nifti(content: bytes, *, max_decompressed_bytes: int, check_header: HeaderCheck | None = None) -> RawImage:
+def read_nifti(
+    content: bytes, *, max_decompressed_bytes: int, check_header: HeaderCheck | None = None
+) -> RawImage:
     """Decode a .nii or .nii.gz file's `content`, verifying gzip CRCs and capping the decoded size.
 
     `check_header` runs on the parsed header before the voxel data is decompressed, so a file whose
@@ -148,7 +160,9 @@ def _parse_header(first_bytes: bytes, stream: _PlainStream) -> nib.Nifti1Header:
     if len(first_bytes) < 348 and stream.truncated:
         raise _truncated(stream)
     if len(first_bytes) < 348:
-        raise LoadError(RefusalCategory.NOT_NIFTI, f"the file holds {len(first_bytes)} bytes, less than a NIfTI header")
+        raise LoadError(
+            RefusalCategory.NOT_NIFTI, f"the file holds {len(first_bytes)} bytes, less than a NIfTI header"
+        )
     sizes = {int.from_bytes(first_bytes[:4], order) for order in ("little", "big")}
     size = next((size for size in sizes if size in _NIFTI_HEADERS), None)
     if size is None:
@@ -156,7 +170,11 @@ def _parse_header(first_bytes: bytes, stream: _PlainStream) -> nib.Nifti1Header:
     if size > len(first_bytes):
         first_bytes += stream.read(size - len(first_bytes))
         if len(first_bytes) < size:
-            raise _truncated(stream) if stream.truncated else LoadError(RefusalCategory.NOT_NIFTI, "the file ends inside its NIfTI-2 header")
+            raise (
+                _truncated(stream)
+                if stream.truncated
+                else LoadError(RefusalCategory.NOT_NIFTI, "the file ends inside its NIfTI-2 header")
+            )
     try:
         header = _NIFTI_HEADERS[size](first_bytes[:size], check=False)
         magic = bytes(header["magic"].item())
@@ -191,7 +209,9 @@ def _voxel_dtype(header: nib.Nifti1Header) -> np.dtype:
         dtype = np.dtype(header.get_data_dtype())
     except Exception:
         code = int(header["datatype"])
-        raise LoadError(RefusalCategory.UNSUPPORTED_DATA_TYPE, f"NIfTI datatype code {code} is not supported") from None
+        raise LoadError(
+            RefusalCategory.UNSUPPORTED_DATA_TYPE, f"NIfTI datatype code {code} is not supported"
+        ) from None
     if dtype.kind not in "uif" or dtype.itemsize > 8 or dtype.fields is not None:
         raise LoadError(
             RefusalCategory.UNSUPPORTED_DATA_TYPE,
@@ -273,7 +293,9 @@ class _Stream(_PlainStream):
                 if not rest.strip(b"\x00"):  # end of stream; zero padding after it is tolerated
                     return None
                 if rest[:2] != _GZIP_MAGIC:
-                    raise LoadError(RefusalCategory.CORRUPT_GZIP, "the file has unexpected bytes after its gzip stream")
+                    raise LoadError(
+                        RefusalCategory.CORRUPT_GZIP, "the file has unexpected bytes after its gzip stream"
+                    )
                 self._pending = rest  # another gzip member follows
                 self._inflater = _new_inflater()
             try:
@@ -293,9 +315,14 @@ class _Stream(_PlainStream):
 
 
 class _Inflater(Protocol):
-    eof: bool
-    needs_input: bool
-    unused_data: bytes
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def needs_input(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
 
     def inflate(self, data: bytes, max_length: int) -> bytes: ...
 

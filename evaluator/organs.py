@@ -31,19 +31,33 @@ class OrganSpec:
             raise ValueError(f"organ {self.label} needs a name")
         tolerance = float(self.nsd_tolerance_mm)
         if not math.isfinite(tolerance) or tolerance <= 0:
-            raise ValueError(f"NSD tolerance of {self.name} must be a positive number of mm, not {self.nsd_tolerance_mm!r}")
+            raise ValueError(
+                f"NSD tolerance of {self.name} must be a positive number of mm, not {self.nsd_tolerance_mm!r}"
+            )
 
 
 TOUCHSTONE_ORGANS: tuple[OrganSpec, ...] = tuple(
     OrganSpec(label, name)
     for label, name in enumerate(
-        ("aorta", "gall_bladder", "kidney_left", "kidney_right", "liver", "pancreas", "postcava", "spleen", "stomach"),
+        (
+            "aorta",
+            "gall_bladder",
+            "kidney_left",
+            "kidney_right",
+            "liver",
+            "pancreas",
+            "postcava",
+            "spleen",
+            "stomach",
+        ),
         start=1,
     )
 )
 
 
-def organs_from_labels(labels: Mapping[str, Any], *, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> tuple[OrganSpec, ...]:
+def organs_from_labels(
+    labels: Mapping[str, Any], *, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
+) -> tuple[OrganSpec, ...]:
     """Organs from a labels.json mapping, sorted by label; label 0 (background) is skipped.
 
     Values are either a name (`{"1": "aorta"}`, the container contract's labels.json) or an object
@@ -66,13 +80,17 @@ def organs_from_labels(labels: Mapping[str, Any], *, nsd_tolerance_mm: float = D
         elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
             organs.append(OrganSpec(label, value["name"], value.get("nsd_tolerance_mm", nsd_tolerance_mm)))
         else:
-            raise ValueError(f"label {key}: expected a name or {{'name': ..., 'nsd_tolerance_mm': ...}}, not {value!r}")
+            raise ValueError(
+                f"label {key}: expected a name or {{'name': ..., 'nsd_tolerance_mm': ...}}, not {value!r}"
+            )
     if len({organ.label for organ in organs}) != len(organs):
         raise ValueError("labels.json names the same label twice")
     return tuple(sorted(organs, key=lambda organ: organ.label))
 
 
-def read_labels_json(path: Path, *, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM) -> tuple[OrganSpec, ...]:
+def read_labels_json(
+    path: Path, *, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
+) -> tuple[OrganSpec, ...]:
     """`organs_from_labels` of a labels.json file."""
     with open(path, encoding="utf-8") as handle:
         labels = json.load(handle)

@@ -166,7 +166,9 @@ def score_case(
     """
     spacing = _checked_spacing(spacing_mm)
     if reference.ndim != 3 or reference.shape != prediction.shape:
-        raise ValueError(f"need two 3-D label maps of one shape, got {reference.shape} and {prediction.shape}")
+        raise ValueError(
+            f"need two 3-D label maps of one shape, got {reference.shape} and {prediction.shape}"
+        )
     for name, array in (("reference", reference), ("prediction", prediction)):
         if array.dtype.kind not in "iub":
             raise ValueError(f"the {name} must hold integer labels, not {array.dtype}")
@@ -175,7 +177,9 @@ def score_case(
     reference_extents = label_extents(reference, max_label)
     prediction_extents = label_extents(prediction, max_label)
     return tuple(
-        _score_organ(reference, prediction, reference_extents, prediction_extents, spacing, organ, nsd_definition)
+        _score_organ(
+            reference, prediction, reference_extents, prediction_extents, spacing, organ, nsd_definition
+        )
         for organ in organs
     )
 
@@ -203,8 +207,14 @@ def score_files(
     *reference* cannot be used: that is the platform's problem, never the team's.
     """
     task = _CaseTask(
-        Path(reference_path), None if prediction_path is None else Path(prediction_path), tuple(organs), nsd_definition,
-        None if allowed_labels is None else tuple(allowed_labels), max_decompressed_bytes, read_timeout_s, read_memory_bytes,
+        Path(reference_path),
+        None if prediction_path is None else Path(prediction_path),
+        tuple(organs),
+        nsd_definition,
+        None if allowed_labels is None else tuple(allowed_labels),
+        max_decompressed_bytes,
+        read_timeout_s,
+        read_memory_bytes,
     )
     _check_organs(task.organs)
     outcome = run_in_children([task.run], Limits(case_timeout_s, case_memory_bytes), processes=1)[0]
@@ -234,13 +244,21 @@ def score_many(
     _check_organs(organs)
     tasks = [
         _CaseTask(
-            Path(reference), None if prediction is None else Path(prediction), tuple(organs), nsd_definition,
-            None if allowed_labels is None else tuple(allowed_labels), max_decompressed_bytes, read_timeout_s, read_memory_bytes,
+            Path(reference),
+            None if prediction is None else Path(prediction),
+            tuple(organs),
+            nsd_definition,
+            None if allowed_labels is None else tuple(allowed_labels),
+            max_decompressed_bytes,
+            read_timeout_s,
+            read_memory_bytes,
         )
         for reference, prediction in pairs
     ]
     workers = processes if processes is not None else len(os.sched_getaffinity(0))
-    outcomes = run_in_children([task.run for task in tasks], Limits(case_timeout_s, case_memory_bytes), processes=workers)
+    outcomes = run_in_children(
+        [task.run for task in tasks], Limits(case_timeout_s, case_memory_bytes), processes=workers
+    )
     reference_errors = [outcome.error for outcome in outcomes if isinstance(outcome.error, LoadError)]
     if reference_errors:
         raise reference_errors[0]
@@ -262,22 +280,34 @@ class _CaseTask:
 
     @property
     def labels(self) -> frozenset[int]:
-        chosen = self.allowed_labels if self.allowed_labels is not None else [organ.label for organ in self.organs]
+        chosen = (
+            self.allowed_labels if self.allowed_labels is not None else [organ.label for organ in self.organs]
+        )
         return frozenset(chosen) | {0}
 
     def run(self) -> CaseScore:
         """Read the prediction in a child while the reference is read here, then score."""
-        geometry = read_geometry(self.reference_path, max_decompressed_bytes=max(self.max_decompressed_bytes, DEFAULT_MAX_DECOMPRESSED_BYTES))
+        geometry = read_geometry(
+            self.reference_path,
+            max_decompressed_bytes=max(self.max_decompressed_bytes, DEFAULT_MAX_DECOMPRESSED_BYTES),
+        )
         max_label = max(organ.label for organ in self.organs)
         if self.prediction_path is None:
             reference = self._load_reference(max_label)
-            return _refused_case(reference, self.organs, RefusalCategory.MISSING_OUTPUT, "no output file was written for this case")
+            return _refused_case(
+                reference,
+                self.organs,
+                RefusalCategory.MISSING_OUTPUT,
+                "no output file was written for this case",
+            )
         prediction_path = self.prediction_path
         out = shared_array(geometry.shape, compact_label_dtype(max(self.labels)))
         labels = self.labels
 
         def read_prediction() -> tuple[Box | None, ...]:
-            loaded = load_prediction(prediction_path, geometry, labels, max_decompressed_bytes=self.max_decompressed_bytes, out=out)
+            loaded = load_prediction(
+                prediction_path, geometry, labels, max_decompressed_bytes=self.max_decompressed_bytes, out=out
+            )
             return loaded.extents
 
         with ChildProcess(read_prediction, Limits(self.read_timeout_s, self.read_memory_bytes)) as reader:
@@ -287,7 +317,9 @@ class _CaseTask:
             except LoadError as error:
                 return _refused_case(reference, self.organs, error.category, error.message)
             except ChildFailed as failure:
-                category = RefusalCategory.READ_TIMEOUT if failure.timed_out else RefusalCategory.READER_CRASHED
+                category = (
+                    RefusalCategory.READ_TIMEOUT if failure.timed_out else RefusalCategory.READER_CRASHED
+                )
                 message = f"reading the prediction {'took longer than the time limit' if failure.timed_out else str(failure)}"
                 return _refused_case(reference, self.organs, category, message)
             except Exception as error:  # anything else the untrusted file provoked in the reader
@@ -296,7 +328,15 @@ class _CaseTask:
                 return _refused_case(reference, self.organs, RefusalCategory.READER_CRASHED, message)
         spacing = reference.geometry.spacing_mm
         scores = tuple(
-            _score_organ(reference.labels, out, reference.extents, prediction_extents, spacing, organ, self.nsd_definition)
+            _score_organ(
+                reference.labels,
+                out,
+                reference.extents,
+                prediction_extents,
+                spacing,
+                organ,
+                self.nsd_definition,
+            )
             for organ in self.organs
         )
         return CaseScore(organs=scores, refusal=None, message="")
@@ -316,11 +356,19 @@ def _case_score_of(outcome: Outcome[CaseScore], task: _CaseTask) -> CaseScore:
         raise outcome.error
     logger.error("scoring %s against %s failed: %r", task.prediction_path, task.reference_path, outcome.error)
     reference = task._load_reference(max(organ.label for organ in task.organs))
-    detail = str(outcome.error) if isinstance(outcome.error, ChildFailed) else f"{type(outcome.error).__name__}: {outcome.error}"
-    return _refused_case(reference, task.organs, RefusalCategory.SCORING_FAILED, f"scoring this prediction failed ({detail})")
+    detail = (
+        str(outcome.error)
+        if isinstance(outcome.error, ChildFailed)
+        else f"{type(outcome.error).__name__}: {outcome.error}"
+    )
+    return _refused_case(
+        reference, task.organs, RefusalCategory.SCORING_FAILED, f"scoring this prediction failed ({detail})"
+    )
 
 
-def _refused_case(reference: LabelMap, organs: Sequence[OrganSpec], category: RefusalCategory, message: str) -> CaseScore:
+def _refused_case(
+    reference: LabelMap, organs: Sequence[OrganSpec], category: RefusalCategory, message: str
+) -> CaseScore:
     voxel_ml = _voxel_ml(reference.geometry.spacing_mm)
     scores = []
     for organ in organs:
@@ -329,7 +377,11 @@ def _refused_case(reference: LabelMap, organs: Sequence[OrganSpec], category: Re
             scores.append(_absent(organ, predicted_volume_ml=math.nan))
             continue
         volume = int(np.count_nonzero(reference.labels[box] == organ.label)) * voxel_ml
-        scores.append(OrganScore(organ.label, organ.name, OrganStatus.REFUSED, 0.0, 0.0, math.inf, math.inf, volume, math.nan))
+        scores.append(
+            OrganScore(
+                organ.label, organ.name, OrganStatus.REFUSED, 0.0, 0.0, math.inf, math.inf, volume, math.nan
+            )
+        )
     return CaseScore(organs=tuple(scores), refusal=category, message=message)
 
 
@@ -354,16 +406,28 @@ def _score_organ(
     reference_voxels = int(np.count_nonzero(reference_mask))
     if predicted_mask is None or prediction_box is None:
         return OrganScore(
-            organ.label, organ.name, OrganStatus.MISSED, 0.0, 0.0, math.inf, math.inf, reference_voxels * voxel_ml, 0.0
+            organ.label,
+            organ.name,
+            OrganStatus.MISSED,
+            0.0,
+            0.0,
+            math.inf,
+            math.inf,
+            reference_voxels * voxel_ml,
+            0.0,
         )
     overlap = _intersection_voxels(reference_mask, reference_box, predicted_mask, prediction_box)
     reference_origin, prediction_origin = _origin(reference_box), _origin(prediction_box)
     forward, backward = _profiles(
-        surfels(reference_mask, reference_origin, spacing), surfels(predicted_mask, prediction_origin, spacing), spacing
+        surfels(reference_mask, reference_origin, spacing),
+        surfels(predicted_mask, prediction_origin, spacing),
+        spacing,
     )
     if nsd_definition is NsdDefinition.VOXEL:
         voxel_forward, voxel_backward = _profiles(
-            border_voxels(reference_mask, reference_origin), border_voxels(predicted_mask, prediction_origin), spacing
+            border_voxels(reference_mask, reference_origin),
+            border_voxels(predicted_mask, prediction_origin),
+            spacing,
         )
         nsd = normalized_surface_dice_float32(voxel_forward, voxel_backward, organ.nsd_tolerance_mm)
     else:
@@ -381,23 +445,35 @@ def _score_organ(
     )
 
 
-def _profiles(reference: Surface, prediction: Surface, spacing: Spacing) -> tuple[DirectedProfile, DirectedProfile]:
+def _profiles(
+    reference: Surface, prediction: Surface, spacing: Spacing
+) -> tuple[DirectedProfile, DirectedProfile]:
     return directed_profile(reference, prediction, spacing), directed_profile(prediction, reference, spacing)
 
 
-def _intersection_voxels(reference_mask: np.ndarray, reference_box: Box, predicted_mask: np.ndarray, prediction_box: Box) -> int:
+def _intersection_voxels(
+    reference_mask: np.ndarray, reference_box: Box, predicted_mask: np.ndarray, prediction_box: Box
+) -> int:
     starts = [max(a.start, b.start) for a, b in zip(reference_box, prediction_box, strict=True)]
     stops = [min(a.stop, b.stop) for a, b in zip(reference_box, prediction_box, strict=True)]
     if any(start >= stop for start, stop in zip(starts, stops, strict=True)):
         return 0
-    in_reference = tuple(slice(start - box.start, stop - box.start) for start, stop, box in zip(starts, stops, reference_box, strict=True))
-    in_prediction = tuple(slice(start - box.start, stop - box.start) for start, stop, box in zip(starts, stops, prediction_box, strict=True))
+    in_reference = tuple(
+        slice(start - box.start, stop - box.start)
+        for start, stop, box in zip(starts, stops, reference_box, strict=True)
+    )
+    in_prediction = tuple(
+        slice(start - box.start, stop - box.start)
+        for start, stop, box in zip(starts, stops, prediction_box, strict=True)
+    )
     return int(np.count_nonzero(reference_mask[in_reference] & predicted_mask[in_prediction]))
 
 
 def _absent(organ: OrganSpec, *, predicted_volume_ml: float) -> OrganScore:
     nan = math.nan
-    return OrganScore(organ.label, organ.name, OrganStatus.ABSENT, nan, nan, nan, nan, 0.0, predicted_volume_ml)
+    return OrganScore(
+        organ.label, organ.name, OrganStatus.ABSENT, nan, nan, nan, nan, 0.0, predicted_volume_ml
+    )
 
 
 def _extent(extents: Sequence[Box | None], label: int) -> Box | None:

@@ -120,15 +120,19 @@ def tight_boxes(mask: np.ndarray) -> list[Box]:
     while pending:
         box = pending.pop()
         sub = mask[box]
-        plane = sub.any(axis=0)
-        runs = [_true_runs(projection) for projection in (sub.any(axis=(1, 2)), plane.any(axis=1), plane.any(axis=0))]
+        plane = np.asarray(sub.any(axis=0))
+        projections = (np.asarray(sub.any(axis=(1, 2))), plane.any(axis=1), plane.any(axis=0))
+        runs = [_true_runs(projection) for projection in projections]  # type: ignore[arg-type]
         if not runs[0]:
             continue
         tight = tuple(
-            slice(box[axis].start + runs[axis][0][0], box[axis].start + runs[axis][-1][1]) for axis in range(3)
+            slice(box[axis].start + runs[axis][0][0], box[axis].start + runs[axis][-1][1])
+            for axis in range(3)
         )
         lengths = [tight[axis].stop - tight[axis].start for axis in range(3)]
-        empty_fraction = [1 - sum(stop - start for start, stop in runs[axis]) / lengths[axis] for axis in range(3)]
+        empty_fraction = [
+            1 - sum(stop - start for start, stop in runs[axis]) / lengths[axis] for axis in range(3)
+        ]
         axis = int(np.argmax(empty_fraction))
         splittable = (
             empty_fraction[axis] > 0
@@ -151,7 +155,9 @@ def _true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(steps == 1).tolist(), np.flatnonzero(steps == -1).tolist(), strict=True))
 
 
-def surfels(mask: np.ndarray, origin: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> Surface:
+def surfels(
+    mask: np.ndarray, origin: tuple[int, int, int], spacing_mm: tuple[float, float, float]
+) -> Surface:
     """DeepMind's surface elements of a boolean mask placed at `origin` (voxel index of `mask[0, 0, 0]`).
 
     Points are corner indices in the volume's frame (corner c between voxels c-1 and c); codes are the

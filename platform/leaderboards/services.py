@@ -14,7 +14,6 @@ from leaderboards import selectors
 from leaderboards.models import LeaderboardSnapshot
 from submissions.models import CaseResult
 
-
 # Case metadata the leaderboard breaks results down by (scalar values; "age" is banded by the statistics).
 BREAKDOWN_FIELDS = ("manufacturer", "scanner_model", "sex", "age")
 

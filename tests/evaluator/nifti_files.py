@@ -43,7 +43,11 @@ def nifti_bytes(
     if datatype is not None:
         header["datatype"] = datatype
     data = np.asarray(array, dtype=array.dtype.newbyteorder(endianness)).tobytes(order="F")
-    padding = b"\x00" * (int(header["vox_offset"]) - header.sizeof_hdr) if vox_offset is None or vox_offset >= header.sizeof_hdr else b""
+    padding = (
+        b"\x00" * (int(header["vox_offset"]) - header.sizeof_hdr)
+        if vox_offset is None or vox_offset >= header.sizeof_hdr
+        else b""
+    )
     return header.binaryblock + padding + data
 
 

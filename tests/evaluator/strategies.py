@@ -38,7 +38,9 @@ def predictions_of(draw: st.DrawFn, reference: np.ndarray, *, max_label: int = 3
         noise = rng.integers(0, max_label + 1, reference.shape)
         return np.where(flip, noise, reference).astype(np.uint8)
     if kind == "unrelated":
-        return (rng.integers(1, max_label + 1, reference.shape) * (rng.random(reference.shape) < 0.3)).astype(np.uint8)
+        return (rng.integers(1, max_label + 1, reference.shape) * (rng.random(reference.shape) < 0.3)).astype(
+            np.uint8
+        )
     if kind == "same":
         return reference.copy()
     return np.zeros_like(reference)

@@ -17,7 +17,9 @@ from tests.evaluator.strategies import label_maps, predictions_of, spacings
 
 @settings(max_examples=60, deadline=None)
 @given(spacing=spacings, seed=st.integers(0, 2**32 - 1))
-def test_lattice_distance_is_bit_identical_to_scipy_edt(spacing: tuple[float, float, float], seed: int) -> None:
+def test_lattice_distance_is_bit_identical_to_scipy_edt(
+    spacing: tuple[float, float, float], seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     features = rng.random((9, 8, 7)) < 0.05
     features[4, 4, 3] = True
@@ -28,8 +30,12 @@ def test_lattice_distance_is_bit_identical_to_scipy_edt(spacing: tuple[float, fl
 
 def _profiles(reference: np.ndarray, prediction: np.ndarray, spacing: tuple[float, float, float]):
     ours = (
-        directed_profile(surfels(reference, (0, 0, 0), spacing), surfels(prediction, (0, 0, 0), spacing), spacing),
-        directed_profile(surfels(prediction, (0, 0, 0), spacing), surfels(reference, (0, 0, 0), spacing), spacing),
+        directed_profile(
+            surfels(reference, (0, 0, 0), spacing), surfels(prediction, (0, 0, 0), spacing), spacing
+        ),
+        directed_profile(
+            surfels(prediction, (0, 0, 0), spacing), surfels(reference, (0, 0, 0), spacing), spacing
+        ),
     )
     theirs = deepmind().compute_surface_distances(reference, prediction, spacing)
     return ours, theirs
@@ -52,7 +58,9 @@ def mask_pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 
 @settings(max_examples=150, deadline=None)
 @given(masks=mask_pairs(), spacing=spacings)
-def test_profiles_are_deepmind_sorted_distances_and_areas(masks: tuple[np.ndarray, np.ndarray], spacing: tuple[float, float, float]) -> None:
+def test_profiles_are_deepmind_sorted_distances_and_areas(
+    masks: tuple[np.ndarray, np.ndarray], spacing: tuple[float, float, float]
+) -> None:
     reference, prediction = masks
     if not reference.any() or not prediction.any():
         return  # DeepMind's empty-mask conventions are tested in test_scoring

@@ -25,7 +25,9 @@ def cases(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
     return reference, draw(predictions_of(reference, max_label=3))
 
 
-def _assert_agrees_with_deepmind(score: OrganScore, reference: np.ndarray, prediction: np.ndarray, spacing, organ: OrganSpec) -> None:
+def _assert_agrees_with_deepmind(
+    score: OrganScore, reference: np.ndarray, prediction: np.ndarray, spacing, organ: OrganSpec
+) -> None:
     in_reference, in_prediction = reference == organ.label, prediction == organ.label
     voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000
     assert score.predicted_volume_ml == pytest.approx(np.count_nonzero(in_prediction) * voxel_ml, rel=1e-12)
@@ -56,7 +58,11 @@ def test_a_realistic_case_agrees_with_deepmind() -> None:
     rng = np.random.default_rng(11)
     grid = np.indices((48, 44, 36)).astype(float)
     reference = np.zeros((48, 44, 36), np.uint8, order="F")
-    for label, centre, radii in ((1, (20, 20, 18), (14, 12, 10)), (2, (36, 30, 16), (7, 6, 9)), (3, (28, 10, 20), (10, 3, 4))):
+    for label, centre, radii in (
+        (1, (20, 20, 18), (14, 12, 10)),
+        (2, (36, 30, 16), (7, 6, 9)),
+        (3, (28, 10, 20), (10, 3, 4)),
+    ):
         inside = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) < 1
         reference[inside & (reference == 0)] = label
     prediction = np.roll(ndimage.grey_dilation(reference, size=(2, 1, 2)), (1, -1, 0), axis=(0, 1, 2))
@@ -104,21 +110,37 @@ def test_identical_masks_score_perfectly() -> None:
     reference = np.zeros((4, 4, 4), np.uint8)
     reference[1:3, 1:3, 1:3] = 1
     [score] = score_case(reference, reference.copy(), (0.5, 0.5, 2.0), [OrganSpec(1, "cube")])
-    assert (score.status, score.dsc, score.nsd, score.hd95_mm, score.assd_mm) == (OrganStatus.SCORED, 1.0, 1.0, 0.0, 0.0)
+    assert (score.status, score.dsc, score.nsd, score.hd95_mm, score.assd_mm) == (
+        OrganStatus.SCORED,
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    )
     assert score.reference_volume_ml == pytest.approx(8 * 0.5 * 0.5 * 2.0 / 1000)
 
 
 def test_organ_missed_by_the_prediction_scores_worst() -> None:
     reference, _ = _single_voxels(0)
     [score] = score_case(reference, np.zeros_like(reference), UNIT, [OrganSpec(1, "dot")])
-    assert (score.status, score.dsc, score.nsd, score.hd95_mm, score.assd_mm) == (OrganStatus.MISSED, 0.0, 0.0, math.inf, math.inf)
+    assert (score.status, score.dsc, score.nsd, score.hd95_mm, score.assd_mm) == (
+        OrganStatus.MISSED,
+        0.0,
+        0.0,
+        math.inf,
+        math.inf,
+    )
     assert score.predicted_volume_ml == 0.0
 
 
 def test_organ_absent_from_the_reference_is_not_evaluable_but_its_predicted_volume_is_reported() -> None:
     prediction, _ = _single_voxels(0)
-    [false_positive] = score_case(np.zeros_like(prediction), prediction, (1.0, 2.0, 5.0), [OrganSpec(1, "dot")])
-    [both_empty] = score_case(np.zeros_like(prediction), np.zeros_like(prediction), UNIT, [OrganSpec(1, "dot")])
+    [false_positive] = score_case(
+        np.zeros_like(prediction), prediction, (1.0, 2.0, 5.0), [OrganSpec(1, "dot")]
+    )
+    [both_empty] = score_case(
+        np.zeros_like(prediction), np.zeros_like(prediction), UNIT, [OrganSpec(1, "dot")]
+    )
     for score in (false_positive, both_empty):
         assert score.status is OrganStatus.ABSENT
         assert all(math.isnan(v) for v in (score.dsc, score.nsd, score.hd95_mm, score.assd_mm))
@@ -151,16 +173,26 @@ def test_voxel_nsd_is_monai_border_voxel_definition(case: tuple[np.ndarray, np.n
     scores = score_case(reference, prediction, spacing, ORGANS, NsdDefinition.VOXEL)
     surfel_scores = score_case(reference, prediction, spacing, ORGANS)
     for score, surfel_score, organ in zip(scores, surfel_scores, ORGANS, strict=True):
-        assert (score.dsc, score.hd95_mm, score.status) == (surfel_score.dsc, surfel_score.hd95_mm, surfel_score.status)
+        assert (score.dsc, score.hd95_mm, score.status) == (
+            surfel_score.dsc,
+            surfel_score.hd95_mm,
+            surfel_score.status,
+        )
         if score.status is OrganStatus.SCORED:
-            expected = _monai_voxel_nsd(reference == organ.label, prediction == organ.label, spacing, organ.nsd_tolerance_mm)
+            expected = _monai_voxel_nsd(
+                reference == organ.label, prediction == organ.label, spacing, organ.nsd_tolerance_mm
+            )
             assert abs(score.nsd - expected) <= 1e-12
 
 
 def test_voxel_nsd_of_a_shifted_single_voxel_hand_computed() -> None:
     reference, prediction = _single_voxels(shift_axis=0)
-    [near] = score_case(reference, prediction, (2.0, 1.0, 1.0), [OrganSpec(1, "dot", 2.0)], NsdDefinition.VOXEL)
-    [far] = score_case(reference, prediction, (2.0, 1.0, 1.0), [OrganSpec(1, "dot", 1.0)], NsdDefinition.VOXEL)
+    [near] = score_case(
+        reference, prediction, (2.0, 1.0, 1.0), [OrganSpec(1, "dot", 2.0)], NsdDefinition.VOXEL
+    )
+    [far] = score_case(
+        reference, prediction, (2.0, 1.0, 1.0), [OrganSpec(1, "dot", 1.0)], NsdDefinition.VOXEL
+    )
     assert (near.nsd, far.nsd) == (1.0, 0.0)
 
 

@@ -20,7 +20,9 @@ def _deepmind_surfels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if low is None:
         return np.empty((0, 3), np.int64), np.empty(0, np.int64)
     crop = sd._crop_to_bounding_box(mask, low, high)
-    codes = ndimage.correlate(crop.astype(np.uint8), lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL, mode="constant", cval=0)
+    codes = ndimage.correlate(
+        crop.astype(np.uint8), lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL, mode="constant", cval=0
+    )
     border = (codes != 0) & (codes != 255)
     points = np.argwhere(border) + low
     return points, codes[border]
@@ -37,13 +39,19 @@ def _sorted(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
 def test_neighbour_codes_equal_deepmind_kernel(volume: np.ndarray) -> None:
     mask = volume.astype(bool)
     padded = np.pad(mask, ((1, 1), (1, 1), (1, 1))).astype(np.uint8)
-    expected = ndimage.correlate(padded, lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL, mode="constant", cval=0)[1:, 1:, 1:]
+    expected = ndimage.correlate(
+        padded, lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL, mode="constant", cval=0
+    )[1:, 1:, 1:]
     assert np.array_equal(neighbour_codes(mask), expected)
 
 
 @settings(max_examples=120, deadline=None)
-@given(volume=label_maps(max_side=12, max_label=1), spacing=spacings, origin=st.tuples(*[st.integers(0, 50)] * 3))
-def test_surfels_are_deepmind_corners_codes_and_areas(volume: np.ndarray, spacing: tuple[float, float, float], origin: tuple[int, int, int]) -> None:
+@given(
+    volume=label_maps(max_side=12, max_label=1), spacing=spacings, origin=st.tuples(*[st.integers(0, 50)] * 3)
+)
+def test_surfels_are_deepmind_corners_codes_and_areas(
+    volume: np.ndarray, spacing: tuple[float, float, float], origin: tuple[int, int, int]
+) -> None:
     mask = volume.astype(bool)
     surface = surfels(mask, origin, spacing)
     points, codes = _sorted(surface)
@@ -67,7 +75,9 @@ def test_surfels_of_a_large_sparse_mask_split_into_boxes_are_unchanged() -> None
 def test_a_single_voxel_has_eight_corner_surfels() -> None:
     surface = surfels(np.ones((1, 1, 1), bool), (4, 5, 6), (1.0, 1.0, 1.0))
     assert surface.size == 8
-    assert sorted(map(tuple, surface.points.T.tolist())) == [(i, j, k) for i in (4, 5) for j in (5, 6) for k in (6, 7)]
+    assert sorted(map(tuple, surface.points.T.tolist())) == [
+        (i, j, k) for i in (4, 5) for j in (5, 6) for k in (6, 7)
+    ]
     # Each corner carries one marching-cubes triangle of area sqrt(3)/8 at unit spacing.
     assert np.allclose(surface.weights, np.sqrt(3) / 8)
 
@@ -80,7 +90,9 @@ def test_surfel_area_table_is_deepmind_table_and_read_only() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(volume=label_maps(max_side=10, max_label=1), origin=st.tuples(*[st.integers(0, 20)] * 3))
-def test_border_voxels_are_mask_xor_its_six_connected_erosion(volume: np.ndarray, origin: tuple[int, int, int]) -> None:
+def test_border_voxels_are_mask_xor_its_six_connected_erosion(
+    volume: np.ndarray, origin: tuple[int, int, int]
+) -> None:
     mask = volume.astype(bool)
     expected = np.argwhere(mask ^ ndimage.binary_erosion(mask)) + np.array(origin)
     surface = border_voxels(mask, origin)
@@ -97,7 +109,11 @@ def test_tight_boxes_cover_the_mask_and_are_separated(volume: np.ndarray) -> Non
     covered = np.zeros_like(mask)
     for box in boxes:
         sub = mask[box]
-        assert sub.any(axis=(1, 2))[[0, -1]].all() and sub.any(axis=(0, 2))[[0, -1]].all() and sub.any(axis=(0, 1))[[0, -1]].all()
+        assert (
+            sub.any(axis=(1, 2))[[0, -1]].all()
+            and sub.any(axis=(0, 2))[[0, -1]].all()
+            and sub.any(axis=(0, 1))[[0, -1]].all()
+        )
         covered[box] = True
     assert not (mask & ~covered).any()
     for index, first in enumerate(boxes):
