@@ -6,7 +6,7 @@ of both masks and then sorts (distance, area) pairs in Python; both steps domina
 1. Points are on an integer lattice, so the distance to a neighbour at integer offset (dx, dy, dz) is
    `sqrt((dx*sx)**2 + (dy*sy)**2 + (dz*sz)**2)`, evaluated in exactly the order scipy's
    `distance_transform_edt` evaluates it, so a distance is bit-identical to the reference's.
-2. Offsets within a small radius (about 125 of them) are tried in increasing distance against a
+2. Offsets within a small radius (about 250 of them) are tried in increasing distance against a
    boolean occupancy grid of the target surface; the first hit is the nearest target point. Most
    points of a reasonable prediction are resolved by the first few offsets (0 mm included).
 3. Points with no target within the radius are resolved exactly with a k-d tree.
@@ -30,8 +30,8 @@ from evaluator.surface import Surface
 
 Spacing = tuple[float, float, float]
 
-# Target number of lattice offsets tried before falling back to the k-d tree.
-_OFFSETS_TARGET = 125
+# Number of lattice offsets (about) tried before falling back to the k-d tree.
+_OFFSETS_TARGET = 250
 # Occupancy grids larger than this many cells are not built; the k-d tree handles those points.
 _MAX_GRID_CELLS = 96 * 1024 * 1024
 
@@ -78,7 +78,7 @@ def lattice_distance_mm(delta: np.ndarray, spacing_mm: Spacing) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _offset_table(spacing_mm: Spacing) -> _OffsetTable:
-    """Lattice offsets within a radius holding about 125 of them, sorted by distance (then offset)."""
+    """Lattice offsets within a radius holding about 250 of them, sorted by distance (then offset)."""
     voxel_mm3 = spacing_mm[0] * spacing_mm[1] * spacing_mm[2]
     radius_mm = (_OFFSETS_TARGET * voxel_mm3 * 3.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
     reach = tuple(max(1, math.ceil(radius_mm / s)) for s in spacing_mm)

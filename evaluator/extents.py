@@ -1,12 +1,12 @@
 """Every label's bounding box in one pass over a label map: `scipy.ndimage.find_objects`, only faster.
 
 A CT label map is mostly background. `label_extents` first finds the lines along the array's
-contiguous axis that hold any label (one fast, vectorised pass over the whole volume), gathers only
-those lines, and runs `find_objects` on the gathered lines twice (lines ordered by the slowest axis,
-then by the middle axis), which gives every label's exact range on all three axes. On a 512x512x300
-abdominal label map that reads ~15% of the voxels twice instead of all voxels once through
-`find_objects`' per-voxel iterator, about 2x faster; with labels everywhere it costs at most twice
-`find_objects`.
+contiguous axis that hold any nonzero value (one fast, vectorised pass over the whole volume), and
+then looks only at those lines. For 8- and 16-bit label maps with at most 64 labels (every Touchstone
+label map), each voxel of those lines is turned into a one-bit-per-label mask and OR-reduced along
+and across the lines, which gives every label's range on all three axes at once. Otherwise
+`find_objects` runs on the gathered lines, ordered by the slowest and then by the middle axis. On a
+512x512x300 abdominal label map this is about 5x faster than `find_objects` on the whole volume.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 Box = tuple[slice, slice, slice]
+
+_BLOCK_VOXELS = 1 << 20  # lines are processed in blocks of about this many voxels
 
 
 def label_extents(volume: np.ndarray, max_label: int) -> tuple[Box | None, ...]:
@@ -36,16 +38,11 @@ def label_extents(volume: np.ndarray, max_label: int) -> tuple[Box | None, ...]:
     if max_label < 1:
         return ()
     if volume.flags.f_contiguous:
-        lines_first = volume  # axis 0 is contiguous
-        axes = (0, 1, 2)
-    else:
-        if not volume.flags.c_contiguous:
-            volume = np.ascontiguousarray(volume)
-        lines_first = volume.T  # a Fortran-ordered view whose axis 0 is the original axis 2
-        axes = (2, 1, 0)
-    extents = _extents_fortran(lines_first, max_label)
-    if axes == (0, 1, 2):
-        return extents
+        return _extents_fortran(volume, max_label)
+    if not volume.flags.c_contiguous:
+        volume = np.ascontiguousarray(volume)
+    # The transpose of a C-ordered array is Fortran-ordered, with the axes reversed.
+    extents = _extents_fortran(volume.T, max_label)
     return tuple(None if box is None else (box[2], box[1], box[0]) for box in extents)
 
 
@@ -55,27 +52,65 @@ def _extents_fortran(volume: np.ndarray, max_label: int) -> tuple[Box | None, ..
     if volume.dtype == bool:
         volume = volume.view(np.uint8)
     lines = volume.reshape(length, rows * slabs, order="F")  # column j is line (j % rows, j // rows)
-    active = lines.any(axis=0)
-    by_slab = np.flatnonzero(active)  # ordered by slab (axis 2), then row (axis 1)
-    if by_slab.size == 0:
+    active = np.flatnonzero(lines.any(axis=0))  # ordered by slab (axis 2), then row (axis 1)
+    if active.size == 0:
         return (None,) * max_label
-    rows_of, slabs_of = by_slab % rows, by_slab // rows
-    by_row_order = np.lexsort((slabs_of, rows_of))
-    slab_boxes = ndimage.find_objects(np.ascontiguousarray(lines[:, by_slab].T), max_label)
-    row_boxes = ndimage.find_objects(np.ascontiguousarray(lines[:, by_slab[by_row_order]].T), max_label)
-    rows_sorted = rows_of[by_row_order]
+    if volume.dtype.itemsize <= 2 and max_label <= 64:
+        return _extents_by_bitmask(lines, active, rows, max_label)
+    return _extents_by_find_objects(lines, active, rows, max_label)
+
+
+def _extents_by_bitmask(lines: np.ndarray, active: np.ndarray, rows: int, max_label: int) -> tuple[Box | None, ...]:
+    """Extents from one bit per label, OR-reduced along each active line and across them."""
+    bit_type = np.uint16 if max_label <= 16 else np.uint32 if max_label <= 32 else np.uint64
+    unsigned = lines.view(np.uint8 if lines.dtype.itemsize == 1 else np.uint16)
+    lookup = np.zeros(1 << (8 * lines.dtype.itemsize), bit_type)
+    for label in range(1, min(max_label, int(np.iinfo(lines.dtype).max)) + 1):
+        lookup[label] = bit_type(1) << bit_type(label - 1)
+    line_bits = np.empty(active.size, bit_type)  # labels present in each active line
+    position_bits = np.zeros(lines.shape[0], bit_type)  # labels present at each position along the lines
+    step = max(1, _BLOCK_VOXELS // lines.shape[0])
+    for start in range(0, active.size, step):
+        bits = lookup[unsigned[:, active[start : start + step]]]
+        np.bitwise_or.reduce(bits, axis=0, out=line_bits[start : start + step])
+        position_bits |= np.bitwise_or.reduce(bits, axis=1)
+    line_rows, line_slabs = active % rows, active // rows
+    result: list[Box | None] = []
+    for label in range(1, max_label + 1):
+        bit = bit_type(1) << bit_type(label - 1)
+        holding = np.flatnonzero(line_bits & bit)
+        if holding.size == 0:
+            result.append(None)
+            continue
+        positions = np.flatnonzero(position_bits & bit)
+        holding_rows = line_rows[holding]
+        result.append(
+            (
+                slice(int(positions[0]), int(positions[-1]) + 1),
+                slice(int(holding_rows.min()), int(holding_rows.max()) + 1),
+                slice(int(line_slabs[holding[0]]), int(line_slabs[holding[-1]]) + 1),
+            )
+        )
+    return tuple(result)
+
+
+def _extents_by_find_objects(lines: np.ndarray, active: np.ndarray, rows: int, max_label: int) -> tuple[Box | None, ...]:
+    """Extents from `find_objects` on the active lines, ordered by slab and then by row."""
+    rows_of, slabs_of = active % rows, active // rows
+    by_row = np.lexsort((slabs_of, rows_of))
+    slab_boxes = ndimage.find_objects(np.ascontiguousarray(lines[:, active].T), max_label)
+    row_boxes = ndimage.find_objects(np.ascontiguousarray(lines[:, active[by_row]].T), max_label)
+    rows_sorted = rows_of[by_row]
     result: list[Box | None] = []
     for slab_box, row_box in zip(slab_boxes, row_boxes, strict=True):
         if slab_box is None or row_box is None:
             result.append(None)
             continue
-        first, last = slab_box[0].start, slab_box[0].stop - 1
-        row_first, row_last = row_box[0].start, row_box[0].stop - 1
         result.append(
             (
                 slice(slab_box[1].start, slab_box[1].stop),
-                slice(int(rows_sorted[row_first]), int(rows_sorted[row_last]) + 1),
-                slice(int(slabs_of[first]), int(slabs_of[last]) + 1),
+                slice(int(rows_sorted[row_box[0].start]), int(rows_sorted[row_box[0].stop - 1]) + 1),
+                slice(int(slabs_of[slab_box[0].start]), int(slabs_of[slab_box[0].stop - 1]) + 1),
             )
         )
     return tuple(result)

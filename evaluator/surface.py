@@ -121,7 +121,7 @@ def tight_boxes(mask: np.ndarray) -> list[Box]:
         box = pending.pop()
         sub = mask[box]
         plane = np.asarray(sub.any(axis=0))
-        projections = (np.asarray(sub.any(axis=(1, 2))), plane.any(axis=1), plane.any(axis=0))
+        projections = [np.asarray(p) for p in (sub.any(axis=(1, 2)), plane.any(axis=1), plane.any(axis=0))]
         runs = [_true_runs(projection) for projection in projections]  # type: ignore[arg-type]
         if not runs[0]:
             continue

@@ -42,7 +42,7 @@ def test_upload_must_be_a_tar_body(client, alice):
 def test_empty_upload_is_refused(client, alice):
     _, headers = alice
     phase = PhaseFactory()
-    response = client.generic("POST", f"/api/v1/phases/{phase.slug}/submissions/", b"",
+    response = client.generic("POST", f"/api/v1/phases/{phase.slug}/submissions/", b"", CONTENT_LENGTH="0",
                               content_type="application/x-tar", HTTP_X_TOUCHSTONE_ALGORITHM="unet", **headers)
     assert response.status_code == 400
     assert "empty" in response.json()["detail"]

@@ -317,12 +317,23 @@ def segment_ras(ct: np.ndarray, spacing: np.ndarray) -> dict[str, np.ndarray]:
     taken |= cava
 
     # Kidneys: enhancing cortex beside the spine, medulla filled in.
-    bright = (hu > 95) & (hu < 280) & cavity & ~bone & ~taken & (p.yr < 30) & (p.yr > -90) & (np.abs(p.xr) > 25) & (np.abs(p.xr) < 130)
-    labelled, sizes, mean_x, _, _ = components(ndimage.binary_opening(bright, disc(2.0, spacing)), p)
+    # Enhancement clearly above the liver's. On coarse grids partial volume dims the thin cortex: lower the
+    # bar and close the gaps between the pieces.
+    coarse = float(min(spacing)) >= 6.0
+    enhancing = (p.soft > 85) if coarse else (hu > 110)
+    bright = enhancing & (hu < 280) & cavity & ~bone & ~taken & (p.yr < 30) & (p.yr > -90) & (np.abs(p.xr) > 25) & (np.abs(p.xr) < 130)
+    bright = ndimage.binary_opening(bright, disc(2.0, spacing))
+    if coarse:
+        bright = ndimage.binary_closing(bright, ball(6.0, spacing)) & cavity & ~taken
+    labelled, sizes, mean_x, mean_y, mean_z = components(bright, p)
     for name, sign in (("kidney_left", -1.0), ("kidney_right", 1.0)):
-        fits = [i for i in np.argsort(-sizes) if sign * mean_x[i] > 20 and 25.0 < sizes[i] < 600.0]
-        if fits:
-            kidney = ndimage.binary_fill_holes(ndimage.binary_closing(labelled == fits[0] + 1, ball(4.0, spacing)))
+        side = [i for i in np.argsort(-sizes) if sign * mean_x[i] > 20 and 1.0 < sizes[i] < 600.0]
+        if not side:
+            continue
+        first = side[0]  # with the pieces of the same kidney, where a coarse grid broke it up
+        pieces = [i for i in side if np.hypot(np.hypot(mean_x[i] - mean_x[first], mean_y[i] - mean_y[first]), mean_z[i] - mean_z[first]) < 60.0]
+        if 20.0 < sizes[pieces].sum() < 600.0:
+            kidney = ndimage.binary_fill_holes(ndimage.binary_closing(np.isin(labelled, np.array(pieces) + 1), ball(4.0, spacing)))
             kidney = grow(kidney, (hu > 45) & cavity & ~taken & ~bone, steps(3.0, spacing))
             organs[name] = kidney
             taken |= kidney
