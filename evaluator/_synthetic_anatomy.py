@@ -1,203 +1,35 @@
 """Synthetic abdominal anatomy for evaluator.synthetic: a random patient as strokes in millimetres (patient
-RAS+ coordinates, origin at the centre of L1), painted in HU and labels onto an axis-aligned voxel canvas.
+RAS+ coordinates, origin at the centre of L1), painted in HU and labels onto a voxel canvas.
 
-Shapes are evaluated on their bounding box only; body layers and skeleton are extruded slice chunk by chunk,
-so a 512×512×300 case needs memory for the canvas and little more.
+Organs are placed, sized and shaded after adult reference anatomy in portal-venous CT; body layers and the
+skeleton are extruded slice chunk by chunk.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from evaluator._synthetic_canvas import RETROPERITONEAL, Canvas, Ellipsoid, Stroke, Tissue, Tube, paint
 from evaluator.organs import TOUCHSTONE_ORGANS
 
 ORGANS: dict[int, str] = {organ.label: organ.name for organ in TOUCHSTONE_ORGANS}
 _ID = {name: label for label, name in ORGANS.items()}
-AORTA, GALL_BLADDER, KIDNEY_LEFT, KIDNEY_RIGHT = _ID["aorta"], _ID["gall_bladder"], _ID["kidney_left"], _ID["kidney_right"]
-LIVER, PANCREAS, POSTCAVA, SPLEEN, STOMACH = _ID["liver"], _ID["pancreas"], _ID["postcava"], _ID["spleen"], _ID["stomach"]
-
-AIR_HU = -1000.0
-
-
-class Tissue(enum.IntEnum):
-    """What fills a canvas voxel, so later strokes can be confined (organs stay inside the abdomen)."""
-
-    AIR = 0
-    SUBCUTANEOUS_FAT = 1
-    ABDOMINAL_WALL = 2
-    LUNG = 3
-    CAVITY = 4  # intra-abdominal fat
-    BOWEL = 5
-    MUSCLE = 6  # psoas, paraspinal
-    ORGAN = 7
-    BONE = 8
-
-
-_SOFT_INTERIOR = (Tissue.CAVITY, Tissue.LUNG, Tissue.BOWEL, Tissue.ORGAN)
-_RETROPERITONEAL = (*_SOFT_INTERIOR, Tissue.MUSCLE)
-
-HuField = float | Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-"""A stroke's HU: a constant, or f(q, X, Y, Z) with q the normalised depth (0 centre, 1 surface)."""
-
-
-@dataclass
-class Canvas:
-    """HU, labels and tissue on an axis-aligned grid given by ascending patient coordinates (mm)."""
-
-    xs: np.ndarray
-    ys: np.ndarray
-    zs: np.ndarray
-    image: np.ndarray  # float32 HU
-    labels: np.ndarray  # uint8
-    tissue: np.ndarray  # uint8 Tissue
-    chunk: int  # slices per chunk for whole-volume passes
-
-    @classmethod
-    def empty(cls, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, chunk: int) -> Canvas:
-        shape = (len(xs), len(ys), len(zs))
-        return cls(
-            xs.astype(np.float32),
-            ys.astype(np.float32),
-            zs.astype(np.float32),
-            np.full(shape, AIR_HU, dtype=np.float32),
-            np.zeros(shape, dtype=np.uint8),
-            np.zeros(shape, dtype=np.uint8),
-            chunk,
-        )
-
-    def box(self, low: np.ndarray, high: np.ndarray) -> tuple[slice, slice, slice] | None:
-        """Index slices of the voxels whose centres lie in [low, high] (mm), or None if there are none."""
-        slices = []
-        for coords, lo, hi in zip((self.xs, self.ys, self.zs), low, high, strict=True):
-            start, stop = np.searchsorted(coords, lo, "left"), np.searchsorted(coords, hi, "right")
-            if start >= stop:
-                return None
-            slices.append(slice(int(start), int(stop)))
-        return slices[0], slices[1], slices[2]
-
-
-@dataclass(frozen=True)
-class Ellipsoid:
-    """Rotated ellipsoid whose radius is modulated by a few smooth sinusoidal bumps (shape warps)."""
-
-    center: np.ndarray  # (3,) mm
-    radii: np.ndarray  # (3,) mm along the local axes
-    rotation: np.ndarray  # (3, 3); column a is local axis a in patient coordinates
-    warps: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))  # rows: amplitude, fx, fy, fz, phase
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        half = np.sqrt(((self.rotation * self.radii[None, :]) ** 2).sum(axis=1))
-        half = half * (1.0 + np.abs(self.warps[:, 0]).sum())
-        return self.center - half, self.center + half
-
-    def depth(self, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray) -> np.ndarray:
-        d = (
-            (xs - self.center[0]).astype(np.float32)[:, None, None],
-            (ys - self.center[1]).astype(np.float32)[None, :, None],
-            (zs - self.center[2]).astype(np.float32)[None, None, :],
-        )
-        local = [
-            sum(np.float32(self.rotation[i, axis] / self.radii[axis]) * d[i] for i in range(3)) for axis in range(3)
-        ]
-        q = np.sqrt(local[0] ** 2 + local[1] ** 2 + local[2] ** 2)
-        if len(self.warps):
-            scale = np.ones_like(q)
-            for amplitude, fx, fy, fz, phase in self.warps:
-                scale += np.float32(amplitude) * np.sin(
-                    np.float32(fx) * local[0] + np.float32(fy) * local[1] + np.float32(fz) * local[2] + np.float32(phase)
-                )
-            q /= scale
-        return q
-
-
-@dataclass(frozen=True)
-class Tube:
-    """Union of cone capsules along a polyline; radii vary linearly between points. ``squash`` narrows the
-    cross-section along x and y (a flattened vein)."""
-
-    points: np.ndarray  # (n, 3) mm
-    radii: np.ndarray  # (n,) mm
-    squash: tuple[float, float] = (1.0, 1.0)
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        reach = float(self.radii.max())
-        return self.points.min(axis=0) - reach, self.points.max(axis=0) + reach
-
-    def depth(self, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray) -> np.ndarray:
-        q = np.full((len(xs), len(ys), len(zs)), np.inf, dtype=np.float32)
-        for start, stop, r_start, r_stop in zip(
-            self.points[:-1], self.points[1:], self.radii[:-1], self.radii[1:], strict=True
-        ):
-            reach = max(r_start, r_stop)
-            low, high = np.minimum(start, stop) - reach, np.maximum(start, stop) + reach
-            ix = slice(np.searchsorted(xs, low[0]), np.searchsorted(xs, high[0], "right"))
-            iy = slice(np.searchsorted(ys, low[1]), np.searchsorted(ys, high[1], "right"))
-            iz = slice(np.searchsorted(zs, low[2]), np.searchsorted(zs, high[2], "right"))
-            if ix.start >= ix.stop or iy.start >= iy.stop or iz.start >= iz.stop:
-                continue
-            d = (
-                (xs[ix] - start[0]).astype(np.float32)[:, None, None],
-                (ys[iy] - start[1]).astype(np.float32)[None, :, None],
-                (zs[iz] - start[2]).astype(np.float32)[None, None, :],
-            )
-            axis = (stop - start).astype(np.float32)
-            t = (d[0] * axis[0] + d[1] * axis[1] + d[2] * axis[2]) / np.float32(axis @ axis)
-            np.clip(t, 0.0, 1.0, out=t)
-            px = (d[0] - t * axis[0]) / np.float32(self.squash[0])
-            py = (d[1] - t * axis[1]) / np.float32(self.squash[1])
-            pz = d[2] - t * axis[2]
-            radius = np.float32(r_start) + t * np.float32(r_stop - r_start)
-            np.minimum(q[ix, iy, iz], np.sqrt(px * px + py * py + pz * pz) / radius, out=q[ix, iy, iz])
-        return q
-
-
-Shape = Ellipsoid | Tube
-
-
-@dataclass(frozen=True)
-class Stroke:
-    """Paint ``shape`` with ``hu`` (and ``label`` when given) where the canvas allows it."""
-
-    shape: Shape
-    hu: HuField
-    label: int | None = None
-    tissue: Tissue = Tissue.ORGAN
-    within_tissue: tuple[Tissue, ...] | None = _SOFT_INTERIOR
-    within_label: int | None = None
-    clip: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
-
-
-def paint(canvas: Canvas, stroke: Stroke) -> None:
-    low, high = stroke.shape.bounds()
-    box = canvas.box(low, high)
-    if box is None:
-        return
-    xs, ys, zs = canvas.xs[box[0]], canvas.ys[box[1]], canvas.zs[box[2]]
-    q = stroke.shape.depth(xs, ys, zs)
-    mask = q < 1.0
-    if stroke.within_tissue is not None:
-        allowed = np.zeros(256, dtype=bool)
-        allowed[list(stroke.within_tissue)] = True
-        mask &= allowed[canvas.tissue[box]]
-    if stroke.within_label is not None:
-        mask &= canvas.labels[box] == stroke.within_label
-    X, Y, Z = xs[:, None, None], ys[None, :, None], zs[None, None, :]
-    if stroke.clip is not None:
-        mask &= stroke.clip(X, Y, Z)
-    if not mask.any():
-        return
-    image = canvas.image[box]
-    if callable(stroke.hu):
-        image[mask] = np.broadcast_to(stroke.hu(q, X, Y, Z), q.shape)[mask]
-    else:
-        image[mask] = stroke.hu
-    canvas.tissue[box][mask] = stroke.tissue
-    if stroke.label is not None:
-        canvas.labels[box][mask] = stroke.label
+AORTA, GALL_BLADDER, KIDNEY_LEFT, KIDNEY_RIGHT = (
+    _ID["aorta"],
+    _ID["gall_bladder"],
+    _ID["kidney_left"],
+    _ID["kidney_right"],
+)
+LIVER, PANCREAS, POSTCAVA, SPLEEN, STOMACH = (
+    _ID["liver"],
+    _ID["pancreas"],
+    _ID["postcava"],
+    _ID["spleen"],
+    _ID["stomach"],
+)
 
 
 @dataclass(frozen=True)
@@ -251,9 +83,11 @@ def _paint_trunk(canvas: Canvas, body: Body, chunk: slice) -> None:
     dy2 = ((Y - np.float32(body.center_y_mm)) / scale) ** 2
 
     def inside(extra_mm: float) -> np.ndarray:
-        return dx2 / np.float32((body.cavity_a_mm + extra_mm) ** 2) + dy2 / np.float32(
-            (body.cavity_b_mm + extra_mm) ** 2
-        ) <= 1.0
+        return (
+            dx2 / np.float32((body.cavity_a_mm + extra_mm) ** 2)
+            + dy2 / np.float32((body.cavity_b_mm + extra_mm) ** 2)
+            <= 1.0
+        )
 
     cavity, wall, skin = inside(0.0), inside(body.wall_mm), inside(body.wall_mm + body.fat_mm)
     image, tissue = canvas.image[:, :, chunk], canvas.tissue[:, :, chunk]
@@ -286,40 +120,19 @@ def _paint_trunk(canvas: Canvas, body: Body, chunk: slice) -> None:
 
     # Ribs: obliquely descending arcs in the abdominal wall above the lower lumbar spine.
     rib_z = Z + 0.3 * (Y - spine_y)
-    ribs = wall & ~cavity & (rib_z > -30.0) & (np.mod(rib_z, 26.0) < 9.0) & (Y < body.center_y_mm + 0.45 * body.cavity_b_mm)
+    ribs = (
+        wall
+        & ~cavity
+        & (rib_z > -30.0)
+        & (np.mod(rib_z, 26.0) < 9.0)
+        & (Y < body.center_y_mm + 0.45 * body.cavity_b_mm)
+    )
     image[ribs], tissue[ribs] = hu["rib"], Tissue.BONE
     # Iliac wings low in the pelvis.
     for side in (-1.0, 1.0):
         shell = (X - side * 0.78 * body.cavity_a_mm) ** 2 / 45.0**2 + (sy + 5.0) ** 2 / 60.0**2
         wing = skin & (np.abs(shell - 1.0) <= 0.18) & (sy < 25.0) & (Z < -150.0) & (Z > -260.0)
         image[wing], tissue[wing] = hu["cortical_bone"], Tissue.BONE
-
-
-def texture_field(
-    rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, amplitude_hu: float
-) -> Callable[[slice], np.ndarray]:
-    """Smooth tissue heterogeneity (standard deviation about ``amplitude_hu``, correlation ~12 mm), returned
-    as a function of a range of slices so the full volume never exists at once."""
-    step_mm = 12.0
-    coarse_shape = [int(np.ceil((c[-1] - c[0]) / step_mm)) + 2 for c in (xs, ys, zs)]
-    coarse = rng.standard_normal(coarse_shape).astype(np.float32) * np.float32(amplitude_hu)
-    positions = [(c - c[0]) / step_mm for c in (xs, ys, zs)]
-    plane = _interpolate_axis(_interpolate_axis(coarse, 0, positions[0]), 1, positions[1])
-
-    def slab(render: slice) -> np.ndarray:
-        return _interpolate_axis(plane, 2, positions[2][render])
-
-    return slab
-
-
-def _interpolate_axis(array: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
-    """Linear interpolation of ``array`` along ``axis`` at fractional index ``positions``."""
-    low = np.clip(np.floor(positions).astype(np.intp), 0, array.shape[axis] - 2)
-    weight = (positions - low).astype(np.float32)
-    shape = [1] * array.ndim
-    shape[axis] = len(positions)
-    weight = weight.reshape(shape)
-    return np.take(array, low, axis=axis) * (1 - weight) + np.take(array, low + 1, axis=axis) * weight
 
 
 # --- the random patient ---------------------------------------------------------------------------------
@@ -406,7 +219,9 @@ def sample_patient(rng: np.random.Generator, index: int) -> Patient:
     return Patient(sex, age, body, tuple(strokes), tuple(history), tuple(pathology), tuple(sorted(absent)))
 
 
-def _jitter(rng: np.random.Generator, point: tuple[float, float, float], s: float, sd_mm: float = 4.0) -> np.ndarray:
+def _jitter(
+    rng: np.random.Generator, point: tuple[float, float, float], s: float, sd_mm: float = 4.0
+) -> np.ndarray:
     x, y, z = point
     return np.array([x * s, y * s, z * (1.0 + (s - 1.0) * 0.5)]) + rng.normal(0.0, sd_mm, 3)
 
@@ -433,18 +248,32 @@ def _thorax_and_bowel(rng: np.random.Generator, body: Body, s: float) -> list[St
     for side in (-1.0, 1.0):
         lung = _ellipsoid(rng, _jitter(rng, (side * 72.0, 28.0, 240.0), s), (60.0, 84.0, 135.0), s, warp=0.03)
         strokes.append(Stroke(lung, hu["lung"], tissue=Tissue.LUNG, within_tissue=(Tissue.CAVITY,)))
-    heart = _ellipsoid(rng, _jitter(rng, (-12.0, 74.0, 205.0), s), (62.0, 46.0, 52.0), s, (0, 0, 20), warp=0.03)
+    heart = _ellipsoid(
+        rng, _jitter(rng, (-12.0, 74.0, 205.0), s), (62.0, 46.0, 52.0), s, (0, 0, 20), warp=0.03
+    )
     strokes.append(Stroke(heart, hu["heart"], within_tissue=(Tissue.CAVITY, Tissue.LUNG)))
     for side in (-1.0, 1.0):
         psoas = _tube(
             rng,
-            [_jitter(rng, (side * 28.0, 4.0, 20.0), s, 2.0), _jitter(rng, (side * 44.0, 10.0, -110.0), s, 3.0),
-             _jitter(rng, (side * 58.0, 22.0, -230.0), s, 3.0)],
+            [
+                _jitter(rng, (side * 28.0, 4.0, 20.0), s, 2.0),
+                _jitter(rng, (side * 44.0, 10.0, -110.0), s, 3.0),
+                _jitter(rng, (side * 58.0, 22.0, -230.0), s, 3.0),
+            ],
             [7.0, 19.0, 22.0],
         )
         strokes.append(Stroke(psoas, hu["muscle"], tissue=Tissue.MUSCLE, within_tissue=(Tissue.CAVITY,)))
-    colon_path = [(88, 38, -150), (92, 30, -60), (78, 62, -28), (30, 100, -48), (-30, 100, -42), (-86, 55, -8),
-                  (-95, 28, -70), (-62, 40, -170), (-10, 40, -205)]
+    colon_path = [
+        (88, 38, -150),
+        (92, 30, -60),
+        (78, 62, -28),
+        (30, 100, -48),
+        (-30, 100, -42),
+        (-86, 55, -8),
+        (-95, 28, -70),
+        (-62, 40, -170),
+        (-10, 40, -205),
+    ]
     colon = _tube(rng, [_jitter(rng, p, s, 5.0) for p in colon_path], [22.0] * len(colon_path))
     strokes.append(Stroke(colon, hu["colon"], tissue=Tissue.BOWEL, within_tissue=(Tissue.CAVITY,)))
     for _ in range(int(rng.integers(4, 9))):  # gas pockets in the colon
@@ -453,28 +282,70 @@ def _thorax_and_bowel(rng: np.random.Generator, body: Body, s: float) -> list[St
         strokes.append(Stroke(pocket, hu["gas"], tissue=Tissue.BOWEL, within_tissue=(Tissue.BOWEL,)))
     for _ in range(int(rng.integers(10, 17))):  # small-bowel loops, some with a gas cap
         center = np.array([rng.uniform(-75, 75) * s, rng.uniform(35, 105) * s, rng.uniform(-200, -70)])
-        loop = _ellipsoid(rng, center, (17.0, 15.0, 22.0), float(rng.uniform(0.7, 1.2)), (0, 0, rng.uniform(0, 180)))
-        strokes.append(Stroke(loop, hu["bowel"], tissue=Tissue.BOWEL, within_tissue=(Tissue.CAVITY, Tissue.BOWEL)))
+        loop = _ellipsoid(
+            rng, center, (17.0, 15.0, 22.0), float(rng.uniform(0.7, 1.2)), (0, 0, rng.uniform(0, 180))
+        )
+        strokes.append(
+            Stroke(loop, hu["bowel"], tissue=Tissue.BOWEL, within_tissue=(Tissue.CAVITY, Tissue.BOWEL))
+        )
         if rng.random() < 0.3:
             level = float(center[1] + rng.uniform(4.0, 12.0))
-            strokes.append(Stroke(loop, hu["gas"], tissue=Tissue.BOWEL, within_tissue=(Tissue.BOWEL,),
-                                  clip=lambda X, Y, Z, level=level: Y > level))  # type: ignore[misc]
+            gas_cap = Stroke(
+                loop, hu["gas"], tissue=Tissue.BOWEL, within_tissue=(Tissue.BOWEL,), clip=_anterior_of(level)
+            )
+            strokes.append(gas_cap)
     return strokes
 
 
-def _vessels_below_organs(rng: np.random.Generator, body: Body, s: float, bifurcation_z: float) -> list[Stroke]:
+def _anterior_of(level_mm: float) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """Clip to y > level: gas rises to the front of a loop in a supine patient."""
+
+    def clip(X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(Y > level_mm, np.broadcast_shapes(X.shape, Y.shape, Z.shape))
+
+    return clip
+
+
+def _vessels_below_organs(
+    rng: np.random.Generator, body: Body, s: float, bifurcation_z: float
+) -> list[Stroke]:
     """Iliac vessels and the portal/superior mesenteric vein: vascular HU but background label."""
     hu = body.hu
     strokes = []
     for side in (-1.0, 1.0):
-        artery = _tube(rng, [np.array([-12.0 * s, float(body.spine_y(np.array(bifurcation_z))) + 30.0, bifurcation_z]),
-                             _jitter(rng, (side * 52.0, 22.0, bifurcation_z - 120.0), s)], [7.5, 6.0])
-        vein = _tube(rng, [np.array([24.0 * s, float(body.spine_y(np.array(bifurcation_z - 10.0))) + 27.0, bifurcation_z - 10.0]),
-                           _jitter(rng, (side * 48.0, 12.0, bifurcation_z - 125.0), s)], [9.0, 8.0])
-        strokes.append(Stroke(artery, hu["aorta"], within_tissue=_RETROPERITONEAL))
-        strokes.append(Stroke(vein, hu["postcava"], within_tissue=_RETROPERITONEAL))
-    portal = _tube(rng, [_jitter(rng, (4.0, 52.0, -40.0), s, 2.0), _jitter(rng, (6.0, 55.0, -4.0), s, 2.0),
-                         _jitter(rng, (28.0, 48.0, 22.0), s, 2.0)], [6.0, 7.0, 8.0])
+        artery = _tube(
+            rng,
+            [
+                np.array([-12.0 * s, float(body.spine_y(np.array(bifurcation_z))) + 30.0, bifurcation_z]),
+                _jitter(rng, (side * 52.0, 22.0, bifurcation_z - 120.0), s),
+            ],
+            [7.5, 6.0],
+        )
+        vein = _tube(
+            rng,
+            [
+                np.array(
+                    [
+                        24.0 * s,
+                        float(body.spine_y(np.array(bifurcation_z - 10.0))) + 27.0,
+                        bifurcation_z - 10.0,
+                    ]
+                ),
+                _jitter(rng, (side * 48.0, 12.0, bifurcation_z - 125.0), s),
+            ],
+            [9.0, 8.0],
+        )
+        strokes.append(Stroke(artery, hu["aorta"], within_tissue=RETROPERITONEAL))
+        strokes.append(Stroke(vein, hu["postcava"], within_tissue=RETROPERITONEAL))
+    portal = _tube(
+        rng,
+        [
+            _jitter(rng, (4.0, 52.0, -40.0), s, 2.0),
+            _jitter(rng, (6.0, 55.0, -4.0), s, 2.0),
+            _jitter(rng, (28.0, 48.0, 22.0), s, 2.0),
+        ],
+        [6.0, 7.0, 8.0],
+    )
     strokes.append(Stroke(portal, hu["portal"]))
     return strokes
 
@@ -497,22 +368,36 @@ def _liver(rng: np.random.Generator, body: Body, s: float, organ_scale: float) -
     lesions = int(rng.integers(1, 4)) if rng.random() < 0.3 else 0
     for _ in range(lesions):  # hypodense lesions, still liver in the ground truth
         center = right.center + rng.normal(0.0, 1.0, 3) * right.radii * 0.35
-        lesion = Ellipsoid(center, rng.uniform(6.0, 18.0) * rng.uniform(0.8, 1.2, 3), np.eye(3), _warps(rng, 2, 0.1))
+        lesion = Ellipsoid(
+            center, rng.uniform(6.0, 18.0) * rng.uniform(0.8, 1.2, 3), np.eye(3), _warps(rng, 2, 0.1)
+        )
         strokes.append(Stroke(lesion, hu["gall_bladder"] + rng.normal(15.0, 8.0), LIVER, within_label=LIVER))
     return strokes, lesions
 
 
-def _upper_abdomen(rng: np.random.Generator, body: Body, s: float, organ_scale: float, absent: list[int]) -> list[Stroke]:
+def _upper_abdomen(
+    rng: np.random.Generator, body: Body, s: float, organ_scale: float, absent: list[int]
+) -> list[Stroke]:
     hu = body.hu
     strokes = []
     if GALL_BLADDER not in absent:
         gall_scale = organ_scale * float(rng.uniform(0.8, 1.15))
-        gall = _ellipsoid(rng, _jitter(rng, (42.0, 78.0, 12.0), s), (15.0, 17.0, 30.0), gall_scale, (28, 0, 0), 0.05)
+        gall = _ellipsoid(
+            rng, _jitter(rng, (42.0, 78.0, 12.0), s), (15.0, 17.0, 30.0), gall_scale, (28, 0, 0), 0.05
+        )
         strokes.append(Stroke(gall, hu["gall_bladder"], GALL_BLADDER))
 
-    distension = organ_scale * float(rng.uniform(0.82, 1.2))
-    path = [(-52.0, 18.0, 84.0), (-46.0, 44.0, 54.0), (-26.0, 66.0, 30.0), (-2.0, 74.0, 20.0), (15.0, 72.0, 18.0)]
-    stomach = _tube(rng, [_jitter(rng, p, s, 3.0) for p in path], [r * distension for r in (30.0, 30.0, 24.0, 18.0, 12.0)])
+    distension = organ_scale * float(rng.uniform(0.85, 1.25))
+    path = [
+        (-52.0, 18.0, 84.0),
+        (-46.0, 44.0, 54.0),
+        (-26.0, 66.0, 30.0),
+        (-2.0, 74.0, 20.0),
+        (15.0, 72.0, 18.0),
+    ]
+    stomach = _tube(
+        rng, [_jitter(rng, p, s, 3.0) for p in path], [r * distension for r in (30.0, 30.0, 24.0, 18.0, 12.0)]
+    )
     gas_level = float((stomach.points[:, 1] + stomach.radii).max() - rng.uniform(4.0, 20.0))
     wall_q = 1.0 - 4.0 / float(stomach.radii.mean())
 
@@ -521,18 +406,30 @@ def _upper_abdomen(rng: np.random.Generator, body: Body, s: float, organ_scale: 
         return np.where(q > wall_q, np.float32(hu["muscle"] - 5.0), lumen)
 
     strokes.append(Stroke(stomach, stomach_hu, STOMACH))
-    duodenum_path = [(15.0, 72.0, 18.0), (38.0, 52.0, 6.0), (42.0, 46.0, -26.0), (15.0, 48.0, -42.0), (-15.0, 50.0, -36.0)]
+    duodenum_path = [
+        (15.0, 72.0, 18.0),
+        (38.0, 52.0, 6.0),
+        (42.0, 46.0, -26.0),
+        (15.0, 48.0, -42.0),
+        (-15.0, 50.0, -36.0),
+    ]
     duodenum = _tube(rng, [_jitter(rng, p, s, 2.0) for p in duodenum_path], [12.0, 11.0, 11.0, 10.0, 10.0])
     strokes.append(Stroke(duodenum, hu["bowel"] + 10.0, tissue=Tissue.BOWEL))
 
-    spleen_scale = organ_scale * float(rng.normal(1.08, 0.1))
-    spleen = _ellipsoid(rng, _jitter(rng, (-84.0, 2.0, 56.0), s), (21.0, 46.0, 40.0), spleen_scale, (0, 0, -30))
+    spleen_scale = organ_scale * float(rng.normal(1.15, 0.1))
+    spleen = _ellipsoid(
+        rng, _jitter(rng, (-84.0, 2.0, 56.0), s), (21.0, 46.0, 40.0), spleen_scale, (0, 0, -30)
+    )
     strokes.append(Stroke(spleen, hu["spleen"], SPLEEN))
 
     pancreas_path = [(20.0, 52.0, -14.0), (0.0, 60.0, -2.0), (-32.0, 54.0, 8.0), (-62.0, 32.0, 22.0)]
     pancreas_scale = organ_scale * float(rng.normal(1.0, 0.08))
-    pancreas = _tube(rng, [_jitter(rng, p, s, 3.0) for p in pancreas_path],
-                     [r * pancreas_scale for r in (20.0, 14.0, 14.5, 12.0)], squash=(1.0, 0.8))
+    pancreas = _tube(
+        rng,
+        [_jitter(rng, p, s, 3.0) for p in pancreas_path],
+        [r * pancreas_scale for r in (20.0, 14.0, 14.5, 12.0)],
+        squash=(1.0, 0.8),
+    )
     strokes.append(Stroke(pancreas, hu["pancreas"], PANCREAS))
 
     def kidney_hu(q: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
@@ -543,24 +440,34 @@ def _upper_abdomen(rng: np.random.Generator, body: Body, s: float, organ_scale: 
         if label in absent:
             continue
         center = _jitter(rng, (side * 66.0, -4.0, z), s)
-        kidney = _ellipsoid(rng, center, (24.0, 27.0, 52.0), kidney_scale, (0, side * -12.0, side * 20.0), 0.04)
-        strokes.append(Stroke(kidney, kidney_hu, label, within_tissue=_RETROPERITONEAL))
+        kidney = _ellipsoid(
+            rng, center, (25.0, 28.0, 54.0), kidney_scale, (0, side * -12.0, side * 20.0), 0.04
+        )
+        strokes.append(Stroke(kidney, kidney_hu, label, within_tissue=RETROPERITONEAL))
     return strokes
 
 
-def _great_vessels(rng: np.random.Generator, body: Body, s: float, age: int, bifurcation_z: float) -> list[Stroke]:
+def _great_vessels(
+    rng: np.random.Generator, body: Body, s: float, age: int, bifurcation_z: float
+) -> list[Stroke]:
     """Aorta (whole scan length, widening with age) and postcava (from the iliac confluence to the heart)."""
     hu = body.hu
     z_top = 420.0
     zs = np.linspace(bifurcation_z - 5.0, z_top, 9)
     spine = body.spine_y(zs)
     radius = (10.5 + 0.04 * max(0, age - 45)) * float(rng.normal(1.0, 0.07))
-    aorta_points = [np.array([-12.0 * s + rng.normal(0, 2.0), y + 30.0 + radius - 11.0, z]) for y, z in zip(spine, zs, strict=True)]
+    aorta_points = [
+        np.array([-12.0 * s + rng.normal(0, 2.0), y + 30.0 + radius - 11.0, z])
+        for y, z in zip(spine, zs, strict=True)
+    ]
     aorta = _tube(rng, aorta_points, [radius] * len(zs))
     cava_z = np.linspace(bifurcation_z - 10.0, 150.0, 8)
-    cava_points = [np.array([24.0 * s + rng.normal(0, 2.0), y + 28.0, z]) for y, z in zip(body.spine_y(cava_z), cava_z, strict=True)]
+    cava_points = [
+        np.array([24.0 * s + rng.normal(0, 2.0), y + 28.0, z])
+        for y, z in zip(body.spine_y(cava_z), cava_z, strict=True)
+    ]
     cava = _tube(rng, cava_points, [12.0] * len(cava_z), squash=(1.2, 0.8))
     return [
-        Stroke(cava, hu["postcava"], POSTCAVA, within_tissue=_RETROPERITONEAL),
-        Stroke(aorta, hu["aorta"], AORTA, within_tissue=_RETROPERITONEAL),
+        Stroke(cava, hu["postcava"], POSTCAVA, within_tissue=RETROPERITONEAL),
+        Stroke(aorta, hu["aorta"], AORTA, within_tissue=RETROPERITONEAL),
     ]

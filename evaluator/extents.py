@@ -60,15 +60,18 @@ def _extents_fortran(volume: np.ndarray, max_label: int) -> tuple[Box | None, ..
     return _extents_by_find_objects(lines, active, rows, max_label)
 
 
-def _extents_by_bitmask(lines: np.ndarray, active: np.ndarray, rows: int, max_label: int) -> tuple[Box | None, ...]:
+def _extents_by_bitmask(
+    lines: np.ndarray, active: np.ndarray, rows: int, max_label: int
+) -> tuple[Box | None, ...]:
     """Extents from one bit per label, OR-reduced along each active line and across them."""
     bit_type = np.uint16 if max_label <= 16 else np.uint32 if max_label <= 32 else np.uint64
     unsigned = lines.view(np.uint8 if lines.dtype.itemsize == 1 else np.uint16)
     lookup = np.zeros(1 << (8 * lines.dtype.itemsize), bit_type)
     for label in range(1, min(max_label, int(np.iinfo(lines.dtype).max)) + 1):
         lookup[label] = bit_type(1) << bit_type(label - 1)
-    line_bits = np.empty(active.size, bit_type)  # labels present in each active line
-    position_bits = np.zeros(lines.shape[0], bit_type)  # labels present at each position along the lines
+    # Labels present in each active line, and at each position along the lines.
+    line_bits: np.ndarray = np.empty(active.size, bit_type)
+    position_bits: np.ndarray = np.zeros(lines.shape[0], bit_type)
     step = max(1, _BLOCK_VOXELS // lines.shape[0])
     for start in range(0, active.size, step):
         bits = lookup[unsigned[:, active[start : start + step]]]
@@ -94,7 +97,9 @@ def _extents_by_bitmask(lines: np.ndarray, active: np.ndarray, rows: int, max_la
     return tuple(result)
 
 
-def _extents_by_find_objects(lines: np.ndarray, active: np.ndarray, rows: int, max_label: int) -> tuple[Box | None, ...]:
+def _extents_by_find_objects(
+    lines: np.ndarray, active: np.ndarray, rows: int, max_label: int
+) -> tuple[Box | None, ...]:
     """Extents from `find_objects` on the active lines, ordered by slab and then by row."""
     rows_of, slabs_of = active % rows, active // rows
     by_row = np.lexsort((slabs_of, rows_of))

@@ -130,14 +130,16 @@ def load_prediction(
     allowed_labels: Collection[int],
     *,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
-    out: np.ndarray | None = None,
 ) -> LabelMap:
     """Load a team's prediction and check it against the reference's geometry and the label set.
 
-    `allowed_labels`: the benchmark's label ids (0, background, is always allowed). `out`: optional
-    Fortran-ordered array of the reference's shape and `compact_label_dtype(max(allowed_labels))` to
-    write the labels into (e.g. shared memory); otherwise one is allocated (or the file's own buffer
-    is used when it already has that dtype). Raises `LoadError` with the refusal category.
+    `reference`: the geometry the prediction must have (the input image's, which is the reference's).
+    `allowed_labels`: the benchmark's label ids (0, background, is always allowed). The labels come
+    back as `compact_label_dtype(max(allowed_labels))`, without a copy when the file already stores
+    that type. Raises `LoadError` with the refusal category and a message for the team.
+
+    This function parses untrusted bytes: call it in a process you can afford to lose, as
+    `evaluator.scoring` does.
     """
     allowed = frozenset(int(label) for label in allowed_labels) | {0}
     target_dtype = compact_label_dtype(max(allowed))
@@ -156,7 +158,7 @@ def load_prediction(
         max_decompressed_bytes=max_decompressed_bytes,
         check_header=check,
     )
-    labels = _checked_labels(raw, allowed, target_dtype, out)
+    labels = _checked_labels(raw, allowed, target_dtype)
     extents = label_extents(labels, max(allowed))
     unknown = sorted(
         label for label, box in enumerate(extents, start=1) if box is not None and label not in allowed
@@ -280,23 +282,15 @@ def _value_range(voxels: np.ndarray, what: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-def _checked_labels(
-    raw: RawImage, allowed: frozenset[int], target_dtype: np.dtype, out: np.ndarray | None
-) -> np.ndarray:
-    """The prediction's voxels as `target_dtype` after checking values; `out` is filled if given."""
+def _checked_labels(raw: RawImage, allowed: frozenset[int], target_dtype: np.dtype) -> np.ndarray:
+    """The prediction's voxels as `target_dtype`, after checking they are finite integral labels."""
     voxels = raw.array()
     low, high = _value_range(voxels, "the prediction")
     if low < 0 or high > max(allowed):
         outside = voxels[(voxels < 0) | (voxels > max(allowed))]
         found = sorted({int(value) for value in np.unique(outside)[:20]})
         raise LoadError(RefusalCategory.UNKNOWN_LABELS, _unknown_labels_message(found, allowed))
-    if out is None:
-        return voxels if voxels.dtype == target_dtype else _converted(voxels, target_dtype)
-    if out.shape != voxels.shape or out.dtype != target_dtype or not out.flags.f_contiguous:
-        raise ValueError(f"out must be a Fortran-ordered {target_dtype} array of shape {voxels.shape}")
-    for chunk, destination in zip(_chunks(voxels), _chunks(out), strict=True):
-        np.copyto(destination, chunk, casting="unsafe")
-    return out
+    return voxels if voxels.dtype == target_dtype else _converted(voxels, target_dtype)
 
 
 def _converted(voxels: np.ndarray, dtype: np.dtype) -> np.ndarray:

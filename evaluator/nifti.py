@@ -136,7 +136,7 @@ def read_nifti(
     data = stream.read(data_bytes)
     if len(data) < data_bytes:
         if stream.truncated:
-            raise _truncated(stream)
+            raise _truncated()
         raise LoadError(
             RefusalCategory.NOT_NIFTI,
             f"the image holds {len(data)} bytes of voxel data but its header declares {data_bytes}",
@@ -152,13 +152,13 @@ def _size(count: int) -> str:
     return f"{count / 1e6:.1f} MB" if count < 10**9 else f"{count / 1e9:.2f} GB"
 
 
-def _truncated(stream: _PlainStream) -> LoadError:
+def _truncated() -> LoadError:
     return LoadError(RefusalCategory.CORRUPT_GZIP, "the gzip stream ends early: the file is truncated")
 
 
 def _parse_header(first_bytes: bytes, stream: _PlainStream) -> nib.Nifti1Header:
     if len(first_bytes) < 348 and stream.truncated:
-        raise _truncated(stream)
+        raise _truncated()
     if len(first_bytes) < 348:
         raise LoadError(
             RefusalCategory.NOT_NIFTI, f"the file holds {len(first_bytes)} bytes, less than a NIfTI header"
@@ -171,7 +171,7 @@ def _parse_header(first_bytes: bytes, stream: _PlainStream) -> nib.Nifti1Header:
         first_bytes += stream.read(size - len(first_bytes))
         if len(first_bytes) < size:
             raise (
-                _truncated(stream)
+                _truncated()
                 if stream.truncated
                 else LoadError(RefusalCategory.NOT_NIFTI, "the file ends inside its NIfTI-2 header")
             )
@@ -283,7 +283,7 @@ class _Stream(_PlainStream):
                     f"the gzip stream inflates to more than {_size(limit)}, beyond the image it declares",
                 )
         if self.truncated:
-            raise _truncated(self)
+            raise _truncated()
 
     def _inflate(self, max_length: int) -> bytes | None:
         """Up to `max_length` inflated bytes; None at the end of the stream (or where it is cut off)."""

@@ -1,11 +1,11 @@
 """Scoring a case: every organ's DSC, NSD, HD95, ASSD and volumes, from arrays or from files.
 
 `score_case` scores two label maps in memory. `score_files` scores a reference file and a team's
-prediction file: the prediction is read and checked in a forked child with time and memory limits
-while the reference is read, and the whole case runs in its own child, so a malformed or hostile
-prediction can neither crash the caller nor be scored as something it is not (it is refused, and
-scores worst). `score_many` scores many cases in parallel, one child per case, as many at a time as
-there are cores.
+prediction file in a forked child process with time and memory limits: the reference is read, then
+the prediction is read and checked under its own, tighter limits, then every organ is scored. So a
+malformed or hostile prediction can neither crash the caller nor be scored as something it is not:
+it is refused with a named category, and scores worst. `score_many` does this for many cases in
+parallel, one child per case, as many at a time as there are cores.
 
 Conventions (Touchstone's, see DESIGN.md): an organ absent from the reference is ABSENT, all its
 metrics NaN (excluded from means), even if the prediction has it (its predicted volume is still
@@ -22,23 +22,20 @@ import math
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
 from evaluator.distances import DirectedProfile, directed_profile
 from evaluator.extents import Box, label_extents
-from evaluator.isolation import ChildFailed, ChildProcess, Limits, Outcome, run_in_children, shared_array
+from evaluator.isolation import ChildFailed, Limits, Outcome, checkpoint, limit_memory, run_in_children
 from evaluator.loading import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     LabelMap,
     LoadError,
     RefusalCategory,
-    compact_label_dtype,
     load_prediction,
     load_reference,
-    read_geometry,
 )
 from evaluator.metrics import (
     average_symmetric_surface_distance,
@@ -48,6 +45,7 @@ from evaluator.metrics import (
     robust_hausdorff,
 )
 from evaluator.organs import OrganSpec
+from evaluator.scores import CaseScore, NsdDefinition, OrganScore, OrganStatus
 from evaluator.surface import Surface, border_voxels, surfels
 
 __all__ = [
@@ -69,80 +67,6 @@ DEFAULT_READ_TIMEOUT_S = 120.0
 DEFAULT_READ_MEMORY_BYTES = 6 * 1024**3
 DEFAULT_CASE_TIMEOUT_S = 900.0
 DEFAULT_CASE_MEMORY_BYTES = 12 * 1024**3
-
-
-class OrganStatus(StrEnum):
-    """How an organ of a case was scored."""
-
-    SCORED = "scored"
-    MISSED = "missed"
-    ABSENT = "absent"
-    REFUSED = "refused"
-
-    @property
-    def label(self) -> str:
-        return {
-            OrganStatus.SCORED: "Scored",
-            OrganStatus.MISSED: "Missed (present in the reference, empty in the prediction): worst score",
-            OrganStatus.ABSENT: "Absent from the reference: not evaluable",
-            OrganStatus.REFUSED: "Prediction refused or missing: worst score",
-        }[self]
-
-
-class NsdDefinition(StrEnum):
-    """Which surface the normalized surface Dice (NSD) is computed on; a benchmark setting.
-
-    SURFEL (default, the reference): DeepMind's `surface-distance` definition. The surface is made of
-    marching-cubes surface elements on the voxel corners, each weighted by its area in mm^2; NSD is the
-    area of both surfaces within the tolerance of the other, over the total area.
-    VOXEL: MONAI's `compute_surface_dice(use_subvoxels=False)` default, used for Touchstone's published
-    NSD values. The surface is the set of border voxels (foreground voxels with a background
-    6-neighbour), each counting 1, at voxel centres; NSD is the number of border voxels of both masks
-    within the tolerance of the other's border voxels, over their total number (compared in float32, as
-    MONAI does). It differs from SURFEL by up to ~0.2 on real organs; choose it only to compare with
-    numbers computed that way. HD95 and ASSD always use surfels.
-    """
-
-    SURFEL = "surfel"
-    VOXEL = "voxel"
-
-    @property
-    def label(self) -> str:
-        return {
-            NsdDefinition.SURFEL: "Surfels with areas (DeepMind surface-distance)",
-            NsdDefinition.VOXEL: "Border voxels (MONAI default, as Touchstone published)",
-        }[self]
-
-
-@dataclass(frozen=True)
-class OrganScore:
-    """One organ of one case.
-
-    `dsc`: Dice in [0, 1]. `nsd`: normalized surface Dice in [0, 1] at the organ's tolerance.
-    `hd95_mm`: 95th-percentile Hausdorff distance in mm, [0, inf]. `assd_mm`: average symmetric surface
-    distance in mm, [0, inf]. Volumes in mL (voxel count x voxel volume of the reference). NaN for the
-    metrics of an ABSENT organ; worst values (0, 0, inf, inf) for MISSED and REFUSED organs.
-    `predicted_volume_ml` is NaN when the prediction was refused.
-    """
-
-    label: int
-    name: str
-    status: OrganStatus
-    dsc: float
-    nsd: float
-    hd95_mm: float
-    assd_mm: float
-    reference_volume_ml: float
-    predicted_volume_ml: float
-
-
-@dataclass(frozen=True)
-class CaseScore:
-    """All organs of one case, and why the prediction was refused (None and '' if it was not)."""
-
-    organs: tuple[OrganScore, ...]
-    refusal: RefusalCategory | None
-    message: str
 
 
 def score_case(
@@ -200,25 +124,27 @@ def score_files(
     """Score a prediction file against a reference file, refusing (and scoring worst) a bad prediction.
 
     `prediction_path` None, or no such file: refusal MISSING_OUTPUT. `allowed_labels`: the benchmark's
-    label set (default: the organs' labels); a prediction with other labels is refused. The prediction
-    is read in a child process limited to `read_timeout_s` and `read_memory_bytes` beyond the
-    caller's size; the whole case runs in a child limited to `case_timeout_s` / `case_memory_bytes`
-    (a case that breaks those is refused as SCORING_FAILED). Raises `LoadError` only when the
-    *reference* cannot be used: that is the platform's problem, never the team's.
+    label set (default: the organs' labels); a prediction with other labels is refused.
+    `max_decompressed_bytes` caps what the prediction may inflate to. The case runs in a child
+    process limited to `case_timeout_s` and `case_memory_bytes` of address space beyond the caller's;
+    while it reads the prediction the limits are `read_timeout_s` and `read_memory_bytes` (breaking
+    them: READ_TIMEOUT or READER_CRASHED; breaking the case limits while scoring: SCORING_FAILED).
+    Raises `LoadError` only when the *reference* cannot be used: that is the platform's problem,
+    never the team's.
     """
-    task = _CaseTask(
-        Path(reference_path),
-        None if prediction_path is None else Path(prediction_path),
-        tuple(organs),
-        nsd_definition,
-        None if allowed_labels is None else tuple(allowed_labels),
-        max_decompressed_bytes,
-        read_timeout_s,
-        read_memory_bytes,
+    [case] = score_many(
+        [(reference_path, prediction_path)],
+        organs,
+        processes=1,
+        nsd_definition=nsd_definition,
+        allowed_labels=allowed_labels,
+        max_decompressed_bytes=max_decompressed_bytes,
+        read_timeout_s=read_timeout_s,
+        read_memory_bytes=read_memory_bytes,
+        case_timeout_s=case_timeout_s,
+        case_memory_bytes=case_memory_bytes,
     )
-    _check_organs(task.organs)
-    outcome = run_in_children([task.run], Limits(case_timeout_s, case_memory_bytes), processes=1)[0]
-    return _case_score_of(outcome, task)
+    return case
 
 
 def score_many(
@@ -242,26 +168,28 @@ def score_many(
     after all cases ran if a *reference* could not be used (a platform problem).
     """
     _check_organs(organs)
+    labels = (
+        frozenset(organ.label for organ in organs) if allowed_labels is None else frozenset(allowed_labels)
+    )
+    # Phase 1 of a case, between its two checkpoints, is reading the prediction: it has its own limits.
+    limits = Limits(case_timeout_s, max(case_memory_bytes, read_memory_bytes), (None, read_timeout_s))
     tasks = [
         _CaseTask(
-            Path(reference),
-            None if prediction is None else Path(prediction),
-            tuple(organs),
-            nsd_definition,
-            None if allowed_labels is None else tuple(allowed_labels),
-            max_decompressed_bytes,
-            read_timeout_s,
-            read_memory_bytes,
+            reference_path=Path(reference),
+            prediction_path=None if prediction is None else Path(prediction),
+            organs=tuple(organs),
+            nsd_definition=nsd_definition,
+            allowed_labels=labels | {0},
+            max_decompressed_bytes=max_decompressed_bytes,
+            read_memory_bytes=read_memory_bytes,
+            case_memory_bytes=case_memory_bytes,
         )
         for reference, prediction in pairs
     ]
     workers = processes if processes is not None else len(os.sched_getaffinity(0))
-    outcomes = run_in_children(
-        [task.run for task in tasks], Limits(case_timeout_s, case_memory_bytes), processes=workers
-    )
-    reference_errors = [outcome.error for outcome in outcomes if isinstance(outcome.error, LoadError)]
-    if reference_errors:
-        raise reference_errors[0]
+    outcomes = run_in_children([task.run for task in tasks], limits, processes=workers)
+    for outcome, task in zip(outcomes, tasks, strict=True):
+        _raise_if_reference_failed(outcome, task)
     return [_case_score_of(outcome, task) for outcome, task in zip(outcomes, tasks, strict=True)]
 
 
@@ -273,67 +201,38 @@ class _CaseTask:
     prediction_path: Path | None
     organs: tuple[OrganSpec, ...]
     nsd_definition: NsdDefinition
-    allowed_labels: tuple[int, ...] | None
+    allowed_labels: frozenset[int]
     max_decompressed_bytes: int
-    read_timeout_s: float
     read_memory_bytes: int
-
-    @property
-    def labels(self) -> frozenset[int]:
-        chosen = (
-            self.allowed_labels if self.allowed_labels is not None else [organ.label for organ in self.organs]
-        )
-        return frozenset(chosen) | {0}
+    case_memory_bytes: int
 
     def run(self) -> CaseScore:
-        """Read the prediction in a child while the reference is read here, then score."""
-        geometry = read_geometry(
-            self.reference_path,
-            max_decompressed_bytes=max(self.max_decompressed_bytes, DEFAULT_MAX_DECOMPRESSED_BYTES),
-        )
-        max_label = max(organ.label for organ in self.organs)
-        if self.prediction_path is None:
-            reference = self._load_reference(max_label)
-            return _refused_case(
-                reference,
-                self.organs,
-                RefusalCategory.MISSING_OUTPUT,
-                "no output file was written for this case",
-            )
-        prediction_path = self.prediction_path
-        out = shared_array(geometry.shape, compact_label_dtype(max(self.labels)))
-        labels = self.labels
+        """Read the reference, then the prediction, then score (in the case's child process).
 
-        def read_prediction() -> tuple[Box | None, ...]:
-            loaded = load_prediction(
-                prediction_path, geometry, labels, max_decompressed_bytes=self.max_decompressed_bytes, out=out
-            )
-            return loaded.extents
-
-        with ChildProcess(read_prediction, Limits(self.read_timeout_s, self.read_memory_bytes)) as reader:
-            reference = self._load_reference(max_label)
-            try:
-                prediction_extents = reader.result()
-            except LoadError as error:
-                return _refused_case(reference, self.organs, error.category, error.message)
-            except ChildFailed as failure:
-                category = (
-                    RefusalCategory.READ_TIMEOUT if failure.timed_out else RefusalCategory.READER_CRASHED
-                )
-                message = f"reading the prediction {'took longer than the time limit' if failure.timed_out else str(failure)}"
-                return _refused_case(reference, self.organs, category, message)
-            except Exception as error:  # anything else the untrusted file provoked in the reader
-                logger.warning("reading %s failed: %r", prediction_path, error)
-                message = f"reading the prediction failed ({type(error).__name__}: {error})"
-                return _refused_case(reference, self.organs, RefusalCategory.READER_CRASHED, message)
-        spacing = reference.geometry.spacing_mm
+        Checkpoints tell the parent which phase a crash or timeout happened in: before the first,
+        reading the reference (a platform problem); before the second, reading the prediction.
+        """
+        reference = self._load_reference()
+        checkpoint()
+        try:
+            prediction = self._load_prediction(reference)
+        except LoadError as error:
+            return _refused_case(reference, self.organs, error.category, error.message)
+        except MemoryError:
+            raise
+        except Exception as error:  # anything else the untrusted file provoked in the reader
+            logger.warning("reading %s failed: %r", self.prediction_path, error)
+            message = f"reading the prediction failed unexpectedly ({type(error).__name__})"
+            return _refused_case(reference, self.organs, RefusalCategory.READER_CRASHED, message)
+        checkpoint()
+        limit_memory(self.case_memory_bytes)
         scores = tuple(
             _score_organ(
                 reference.labels,
-                out,
+                prediction.labels,
                 reference.extents,
-                prediction_extents,
-                spacing,
+                prediction.extents,
+                reference.geometry.spacing_mm,
                 organ,
                 self.nsd_definition,
             )
@@ -341,29 +240,70 @@ class _CaseTask:
         )
         return CaseScore(organs=scores, refusal=None, message="")
 
-    def _load_reference(self, max_label: int) -> LabelMap:
-        # The limit protects against untrusted files; the reference gets at least the default.
-        limit = max(self.max_decompressed_bytes, DEFAULT_MAX_DECOMPRESSED_BYTES)
-        return load_reference(self.reference_path, max_label=max_label, max_decompressed_bytes=limit)
+    def _load_prediction(self, reference: LabelMap) -> LabelMap:
+        if self.prediction_path is None:
+            raise LoadError(RefusalCategory.MISSING_OUTPUT, "no output file was written for this case")
+        limit_memory(self.read_memory_bytes)
+        return load_prediction(
+            self.prediction_path,
+            reference.geometry,
+            self.allowed_labels,
+            max_decompressed_bytes=self.max_decompressed_bytes,
+        )
+
+    @property
+    def _reference_limit(self) -> int:
+        # The size limit protects against untrusted files; the reference gets at least the default.
+        return max(self.max_decompressed_bytes, DEFAULT_MAX_DECOMPRESSED_BYTES)
+
+    def _load_reference(self) -> LabelMap:
+        max_label = max(organ.label for organ in self.organs)
+        return load_reference(
+            self.reference_path, max_label=max_label, max_decompressed_bytes=self._reference_limit
+        )
+
+
+def _raise_if_reference_failed(outcome: Outcome[CaseScore], task: _CaseTask) -> None:
+    """Raise if the case failed before its first checkpoint, i.e. while reading the reference."""
+    if isinstance(outcome.error, LoadError) or (outcome.error is not None and outcome.checkpoints == 0):
+        if isinstance(outcome.error, LoadError):
+            raise outcome.error
+        raise LoadError(
+            RefusalCategory.READER_CRASHED,
+            f"reading the reference {task.reference_path} failed: {outcome.error}",
+        )
 
 
 def _case_score_of(outcome: Outcome[CaseScore], task: _CaseTask) -> CaseScore:
-    """The child's CaseScore, or, if the child failed while scoring, the worst scores for the case."""
+    """The child's CaseScore, or the worst scores when it failed reading the prediction or scoring."""
     if outcome.error is None:
         assert outcome.value is not None
         return outcome.value
-    if isinstance(outcome.error, LoadError):
-        raise outcome.error
-    logger.error("scoring %s against %s failed: %r", task.prediction_path, task.reference_path, outcome.error)
-    reference = task._load_reference(max(organ.label for organ in task.organs))
-    detail = (
-        str(outcome.error)
-        if isinstance(outcome.error, ChildFailed)
-        else f"{type(outcome.error).__name__}: {outcome.error}"
-    )
-    return _refused_case(
-        reference, task.organs, RefusalCategory.SCORING_FAILED, f"scoring this prediction failed ({detail})"
-    )
+    error = outcome.error
+    if outcome.checkpoints == 1:  # while reading the prediction
+        if isinstance(error, ChildFailed) and error.timed_out:
+            category, message = (
+                RefusalCategory.READ_TIMEOUT,
+                "reading the prediction took longer than the time limit",
+            )
+        else:
+            category, message = (
+                RefusalCategory.READER_CRASHED,
+                f"reading the prediction failed: {_reason(error)}",
+            )
+    else:
+        category, message = (
+            RefusalCategory.SCORING_FAILED,
+            f"scoring this prediction failed: {_reason(error)}",
+        )
+    logger.error("case %s / %s: %s (%r)", task.reference_path, task.prediction_path, message, error)
+    return _refused_case(task._load_reference(), task.organs, category, message)
+
+
+def _reason(error: BaseException) -> str:
+    """Why a child failed, for the team: our own failure descriptions, else only the exception type
+    (its text may name paths on the scoring host)."""
+    return str(error) if isinstance(error, ChildFailed) else f"unexpected {type(error).__name__}"
 
 
 def _refused_case(

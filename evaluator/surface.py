@@ -170,9 +170,9 @@ def surfels(
         # (code + 1) >> 1 is zero exactly for codes 0 and 255; transposing makes the scan C-ordered.
         on_surface = box_codes + np.uint8(1)
         on_surface >>= 1
-        index = _nonzero_fortran(on_surface)
-        points.append(_to_volume_frame(index, origin, box))
-        codes.append(box_codes[index])
+        flat = _flatnonzero_fortran(on_surface)
+        points.append(_to_volume_frame(_unravel_fortran(flat, on_surface.shape), origin, box))
+        codes.append(box_codes.ravel(order="F")[flat])
     return _surface(points, codes, table)
 
 
@@ -195,18 +195,24 @@ def border_voxels(mask: np.ndarray, origin: tuple[int, int, int]) -> Surface:
         interior &= padded[1:-1, 1:-1, :-2]
         interior &= padded[1:-1, 1:-1, 2:]
         border = core & ~interior
-        index = _nonzero_fortran(border)
-        points.append(_to_volume_frame(index, origin, box))
-        codes.append(np.zeros(index[0].size, np.uint8))
+        flat = _flatnonzero_fortran(border)
+        points.append(_to_volume_frame(_unravel_fortran(flat, border.shape), origin, box))
+        codes.append(np.zeros(flat.size, np.uint8))
     return Surface(points=_concat_points(points), codes=_concat_codes(codes), code_weights=_UNIT_WEIGHTS)
 
 
-def _nonzero_fortran(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`np.nonzero` of a Fortran-ordered 3-D array, scanning memory in order (about 2x faster)."""
-    flat = np.flatnonzero(array.T)  # C-order scan of the transposed view = memory order
-    rows = array.shape[0]
-    first, rest = np.divmod(flat, rows)[::-1]
-    third, second = np.divmod(rest, array.shape[1])
+def _flatnonzero_fortran(array: np.ndarray) -> np.ndarray:
+    """Fortran-order flat indices of the nonzero entries of a Fortran-ordered 3-D array.
+
+    Scans memory in order (`np.nonzero` of a Fortran array is about 2x slower).
+    """
+    return np.flatnonzero(array.T)  # the C-order scan of the transposed view
+
+
+def _unravel_fortran(flat: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three indices of Fortran-order flat indices into an array of `shape`."""
+    rest, first = np.divmod(flat, shape[0])
+    third, second = np.divmod(rest, shape[1])
     return first, second, third
 
 

@@ -14,7 +14,7 @@ import argparse
 import json
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from evaluator import _synthetic_anatomy as anatomy
-from evaluator._synthetic_anatomy import Canvas, Tissue
+from evaluator._synthetic_canvas import Canvas, Tissue, texture_field
 
 ORGANS: dict[int, str] = anatomy.ORGANS
 """Touchstone / AbdomenAtlas label ids of the benchmark; 0 is background."""
@@ -102,6 +102,7 @@ class SyntheticCase:
         return float(np.count_nonzero(self.labels == label_id)) * voxel_ml
 
     def volumes_ml(self) -> dict[str, float]:
+        """Every organ's ground-truth volume in mL, by name (0.0 for absent organs), rounded to 0.01 mL."""
         counts = np.bincount(self.labels.ravel(), minlength=max(ORGANS) + 1)
         voxel_ml = float(np.prod(self.spacing_mm)) / 1000.0
         return {name: round(float(counts[i]) * voxel_ml, 2) for i, name in ORGANS.items()}
@@ -113,40 +114,69 @@ class SyntheticCase:
         return _nifti(self.labels, self.affine)
 
 
-# Physical scan geometry of each default site; grid sizes derive from it (see default_sites).
-# code, name, in-plane FOV mm, scan length mm, slice spacing mm by size, orientation, noise, scale, offset,
-# scanners, kVp, scan-range centre, table z, padding, out of distribution
-_SITE_TABLE: tuple[dict[str, object], ...] = (
-    dict(
-        code="NGH", name="Northgate University Hospital", fov_mm=400.0, length_mm=320.0,
-        slice_mm={"test": 8.0, "demo": 2.5, "realistic": 1.0}, orientation="RAS",
-        noise_hu=10.0, intensity_scale=1.0, intensity_offset_hu=0.0,
-        scanners=(("Siemens", "SOMATOM Force"), ("Siemens", "SOMATOM Definition Flash")), kvp=100,
-        fov_center_z_mm=10.0, table_z_mm=-612.5, padding_hu=None, out_of_distribution=False,
+# The default hospitals as they really scan (512×512); smaller sizes re-grid the same field of view.
+_REALISTIC_SITES: tuple[SiteSpec, ...] = (
+    SiteSpec(
+        code="NGH",
+        name="Northgate University Hospital",
+        shape=(512, 512, 320),
+        spacing_mm=(0.7812, 0.7812, 1.0),
+        orientation="RAS",
+        noise_hu=10.0,
+        scanners=(("Siemens", "SOMATOM Force"), ("Siemens", "SOMATOM Definition Flash")),
+        kvp=100,
+        fov_center_z_mm=10.0,
+        table_z_mm=-612.5,
     ),
-    dict(
-        code="RVM", name="Riverside Medical Center", fov_mm=380.0, length_mm=350.0,
-        slice_mm={"test": 8.0, "demo": 2.5, "realistic": 1.25}, orientation="LPS",
-        noise_hu=14.0, intensity_scale=1.0, intensity_offset_hu=-6.0,
-        scanners=(("GE", "Revolution CT"), ("GE", "LightSpeed VCT")), kvp=120,
-        fov_center_z_mm=0.0, table_z_mm=-188.0, padding_hu=-1024.0, out_of_distribution=False,
+    SiteSpec(
+        code="RVM",
+        name="Riverside Medical Center",
+        shape=(512, 512, 280),
+        spacing_mm=(0.7422, 0.7422, 1.25),
+        orientation="LPS",
+        noise_hu=14.0,
+        intensity_offset_hu=-6.0,
+        scanners=(("GE", "Revolution CT"), ("GE", "LightSpeed VCT")),
+        kvp=120,
+        table_z_mm=-188.0,
+        padding_hu=-1024.0,
     ),
-    dict(
-        code="LKC", name="Lakeside Community Hospital", fov_mm=440.0, length_mm=400.0,
-        slice_mm={"test": 12.5, "demo": 5.0, "realistic": 5.0}, orientation="LAS",
-        noise_hu=8.0, intensity_scale=0.97, intensity_offset_hu=8.0,
-        scanners=(("Philips", "Ingenuity CT"), ("Philips", "Brilliance 64")), kvp=120,
-        fov_center_z_mm=-5.0, table_z_mm=-905.0, padding_hu=None, out_of_distribution=False,
+    SiteSpec(
+        code="LKC",
+        name="Lakeside Community Hospital",
+        shape=(512, 512, 80),
+        spacing_mm=(0.8594, 0.8594, 5.0),
+        orientation="LAS",
+        noise_hu=8.0,
+        intensity_scale=0.97,
+        intensity_offset_hu=8.0,
+        scanners=(("Philips", "Ingenuity CT"), ("Philips", "Brilliance 64")),
+        kvp=120,
+        fov_center_z_mm=-5.0,
+        table_z_mm=-905.0,
     ),
-    dict(
-        code="HRH", name="Hillcrest Regional Hospital", fov_mm=358.0, length_mm=360.0,
-        slice_mm={"test": 8.0, "demo": 2.5, "realistic": 1.5}, orientation="LPI",
-        noise_hu=24.0, intensity_scale=1.06, intensity_offset_hu=18.0,
-        scanners=(("Canon", "Aquilion ONE"), ("Toshiba", "Aquilion Prime")), kvp=100,
-        fov_center_z_mm=5.0, table_z_mm=1240.0, padding_hu=-2048.0, out_of_distribution=True,
+    SiteSpec(
+        code="HRH",
+        name="Hillcrest Regional Hospital",
+        shape=(512, 512, 240),
+        spacing_mm=(0.6992, 0.6992, 1.5),
+        orientation="LPI",
+        noise_hu=24.0,
+        intensity_scale=1.06,
+        intensity_offset_hu=18.0,
+        scanners=(("Canon", "Aquilion ONE"), ("Toshiba", "Aquilion Prime")),
+        kvp=100,
+        fov_center_z_mm=5.0,
+        table_z_mm=1240.0,
+        padding_hu=-2048.0,
+        out_of_distribution=True,
     ),
 )
 _IN_PLANE_VOXELS: dict[str, int] = {"test": 48, "demo": 128, "realistic": 512}
+_SLICE_MM: dict[str, dict[str, float]] = {  # the thick-slice site stays the thickest at every size
+    "test": {"NGH": 8.0, "RVM": 8.0, "LKC": 12.5, "HRH": 8.0},
+    "demo": {"NGH": 2.5, "RVM": 2.5, "LKC": 5.0, "HRH": 2.5},
+}
 
 
 def default_sites(size: Size = "test") -> list[SiteSpec]:
@@ -159,22 +189,19 @@ def default_sites(size: Size = "test") -> list[SiteSpec]:
       tight field of view that clips large patients, reconstruction circle padded with -2048.
 
     "test" grids are 48×48 in-plane (about 8 mm voxels; a case takes well under a second), "demo" 128×128
-    (about 3 mm), "realistic" 512×512 with the sites' real slice spacing (80–320 slices).
+    (about 3 mm), "realistic" 512×512 with the sites' real slice spacing (80–320 slices). Every size covers
+    the same field of view, so organ volumes stay realistic.
     """
     if size not in _IN_PLANE_VOXELS:
         raise ValueError(f"size must be one of {sorted(_IN_PLANE_VOXELS)}, not {size!r}")
+    if size == "realistic":
+        return list(_REALISTIC_SITES)
     sites = []
-    for row in _SITE_TABLE:
-        fields = dict(row)
-        fov_mm = float(fields.pop("fov_mm"))  # type: ignore[arg-type]
-        length_mm = float(fields.pop("length_mm"))  # type: ignore[arg-type]
-        slice_mm = fields.pop("slice_mm")[size]  # type: ignore[index]
-        n_xy = _IN_PLANE_VOXELS[size]
-        n_z = int(round(length_mm / slice_mm))
-        spacing_xy = round(fov_mm / n_xy, 4)
-        sites.append(
-            SiteSpec(shape=(n_xy, n_xy, n_z), spacing_mm=(spacing_xy, spacing_xy, slice_mm), **fields)  # type: ignore[arg-type]
-        )
+    for site in _REALISTIC_SITES:
+        fov_x, fov_y, length = site.field_of_view_mm
+        n_xy, slice_mm = _IN_PLANE_VOXELS[size], _SLICE_MM[size][site.code]
+        spacing = (round(fov_x / n_xy, 4), round(fov_y / n_xy, 4), slice_mm)
+        sites.append(replace(site, shape=(n_xy, n_xy, int(round(length / slice_mm))), spacing_mm=spacing))
     return sites
 
 
@@ -185,7 +212,11 @@ def generate_case(site: SiteSpec, index: int, seed: int = 0) -> SyntheticCase:
     patient = anatomy.sample_patient(rng, index)
 
     fov_center = np.array(
-        [rng.normal(0.0, 8.0), patient.body.center_y_mm + rng.normal(0.0, 8.0), site.fov_center_z_mm + rng.normal(0.0, 12.0)]
+        [
+            rng.normal(0.0, 8.0),
+            patient.body.center_y_mm + rng.normal(0.0, 8.0),
+            site.fov_center_z_mm + rng.normal(0.0, 12.0),
+        ]
     )
     spacing = np.asarray(site.spacing_mm, dtype=np.float64)
     shape = np.asarray(site.shape)
@@ -199,7 +230,7 @@ def generate_case(site: SiteSpec, index: int, seed: int = 0) -> SyntheticCase:
 
     canvas = Canvas.empty(xs, ys, zs, chunk=_CHUNK_SLICES * sub_slices)
     anatomy.paint_patient(canvas, patient)
-    texture = anatomy.texture_field(rng, xs, ys, zs, amplitude_hu=5.0)
+    texture = texture_field(rng, xs, ys, zs, amplitude_hu=5.0)
     noise_rng = np.random.default_rng([seed, site_key, index, 1])
     image = _scan(canvas, texture, site, sub_slices, noise_rng, origin, spacing)
     labels = np.ascontiguousarray(canvas.labels[:, :, sub_slices // 2 :: sub_slices])
@@ -319,7 +350,9 @@ def _scan(
         if sub_slices > 1:
             block = block.reshape(nx, ny, stop - start, sub_slices).mean(axis=3, dtype=np.float32)
         block += rng.standard_normal(block.shape, dtype=np.float32) * np.float32(site.noise_hu * noise_gain)
-        block = ndimage.gaussian_filter(block, sigma=(_PARTIAL_VOLUME_SIGMA_VOXELS,) * 2 + (0.0,), mode="nearest")
+        block = ndimage.gaussian_filter(
+            block, sigma=(_PARTIAL_VOLUME_SIGMA_VOXELS,) * 2 + (0.0,), mode="nearest"
+        )
         block = block * np.float32(site.intensity_scale) + np.float32(site.intensity_offset_hu)
         stored = np.clip(np.rint(block), -1024, 3071)
         if outside is not None:
@@ -364,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", choices=sorted(_IN_PLANE_VOXELS), default="demo")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    entries = generate_benchmark(args.out_dir, cases_per_site=args.cases_per_site, size=args.size, seed=args.seed)
+    entries = generate_benchmark(
+        args.out_dir, cases_per_site=args.cases_per_site, size=args.size, seed=args.seed
+    )
     print(f"wrote {len(entries)} cases to {args.out_dir}")
 
 

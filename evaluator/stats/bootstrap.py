@@ -244,7 +244,8 @@ def bca_interval(
             2 * valid.sum(axis=0)
         )
         z0 = special.ndtri(below)
-        centred = np.nanmean(jackknife, axis=0) - jackknife
+        jackknife_mean = np.nansum(jackknife, axis=0) / (~np.isnan(jackknife)).sum(axis=0)
+        centred = jackknife_mean - jackknife
         acceleration = np.nansum(centred**3, axis=0) / (6 * np.nansum(centred**2, axis=0) ** 1.5)
         acceleration = np.where(np.isfinite(acceleration), acceleration, 0.0)
         bounds = []

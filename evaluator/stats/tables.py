@@ -17,20 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluator.organs import TOUCHSTONE_ORGANS as _TOUCHSTONE_ORGAN_SPECS
+
 SCORE_COLUMNS: tuple[str, ...] = ("case", "site", "algorithm", "organ", "metric", "value")
 
 #: Organs of the Touchstone / AbdomenAtlas label set, in label-id order.
-TOUCHSTONE_ORGANS: tuple[str, ...] = (
-    "aorta",
-    "gall_bladder",
-    "kidney_left",
-    "kidney_right",
-    "liver",
-    "pancreas",
-    "postcava",
-    "spleen",
-    "stomach",
-)
+TOUCHSTONE_ORGANS: tuple[str, ...] = tuple(organ.name for organ in _TOUCHSTONE_ORGAN_SPECS)
 
 _MAX_NAMED_CASES = 10
 _CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f]+")

@@ -10,11 +10,6 @@ from django.db import transaction
 
 from benchmarks.models import Benchmark, Case, Organ, Phase, Site
 
-TOUCHSTONE_LABELS = {
-    1: "aorta", 2: "gall_bladder", 3: "kidney_left", 4: "kidney_right", 5: "liver",
-    6: "pancreas", 7: "postcava", 8: "spleen", 9: "stomach",
-}
-
 
 class ManifestError(Exception):
     """The test-set manifest is inconsistent; the message names the entry."""

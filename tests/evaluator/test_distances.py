@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -65,6 +67,27 @@ def test_profiles_are_deepmind_sorted_distances_and_areas(
     if not reference.any() or not prediction.any():
         return  # DeepMind's empty-mask conventions are tested in test_scoring
     _assert_same(*_profiles(reference, prediction, spacing))
+
+
+@pytest.mark.parametrize("far_points_by", ["tree", "transform"])
+@settings(max_examples=60, deadline=None)
+@given(masks=mask_pairs(), spacing=spacings)
+def test_far_points_are_exact_by_tree_and_by_distance_transform(
+    far_points_by: str, masks: tuple[np.ndarray, np.ndarray], spacing: tuple[float, float, float]
+) -> None:
+    reference, prediction = masks
+    if not reference.any() or not prediction.any():
+        return
+    weight = 0 if far_points_by == "tree" else 10**9
+    with (
+        mock.patch.object(distances, "_OFFSETS_TARGET", 7),
+        mock.patch.object(distances, "_TREE_QUERY_PER_TRANSFORM_CELL", weight),
+    ):
+        distances._offset_table.cache_clear()
+        try:
+            _assert_same(*_profiles(reference, prediction, spacing))
+        finally:
+            distances._offset_table.cache_clear()
 
 
 def test_far_away_blobs_are_resolved_exactly_by_the_tree() -> None:

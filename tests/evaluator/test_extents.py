@@ -50,3 +50,12 @@ def test_extents_refuse_non_3d_and_float_arrays() -> None:
         label_extents(np.zeros((3, 3), np.uint8), 1)
     with pytest.raises(ValueError, match="integer"):
         label_extents(np.zeros((3, 3, 3), np.float32), 1)
+
+
+@pytest.mark.parametrize("max_label", [9, 20, 40, 64, 70, 300])
+def test_extents_for_many_labels(max_label: int) -> None:
+    rng = np.random.default_rng(max_label)
+    volume = (rng.integers(0, max_label + 2, (9, 8, 7)) * (rng.random((9, 8, 7)) < 0.5)).astype(np.uint16)
+    assert label_extents(np.asfortranarray(volume), max_label) == tuple(
+        ndimage.find_objects(volume, max_label)
+    )

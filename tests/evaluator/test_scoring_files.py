@@ -87,14 +87,14 @@ def test_many_cases_keep_their_order_and_a_crash_stays_in_its_case(
     good = [write_label_map(tmp_path / f"good{shift}.nii.gz", _labels(shift)) for shift in range(3)]
     corrupt = write(tmp_path / "corrupt.nii.gz", gz(nifti_bytes(_labels()))[:60])
     crashing = write_label_map(tmp_path / "crash.nii.gz", _labels())
-    original = scoring._CaseTask.run
+    original = scoring.load_prediction
 
-    def run(task: scoring._CaseTask) -> CaseScore:
-        if task.prediction_path is not None and task.prediction_path.name == "crash.nii.gz":
+    def load_prediction(path: Path, *args: object, **kwargs: object) -> object:
+        if path.name == "crash.nii.gz":
             os.abort()
-        return original(task)
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(scoring._CaseTask, "run", run)
+    monkeypatch.setattr(scoring, "load_prediction", load_prediction)
     pairs = [
         (reference, good[0]),
         (reference, None),
@@ -107,7 +107,7 @@ def test_many_cases_keep_their_order_and_a_crash_stays_in_its_case(
     assert [case.refusal for case in cases] == [
         None,
         RefusalCategory.MISSING_OUTPUT,
-        RefusalCategory.SCORING_FAILED,
+        RefusalCategory.READER_CRASHED,
         RefusalCategory.CORRUPT_GZIP,
         None,
         None,
@@ -116,6 +116,14 @@ def test_many_cases_keep_their_order_and_a_crash_stays_in_its_case(
         score_files(reference, path, ORGANS).organs[0].dsc for path in good
     ]
     assert cases[0].organs[0].dsc == 1.0 and cases[4].organs[0].dsc < 1.0
+
+
+def test_a_crash_while_reading_the_reference_is_the_platforms_problem(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scoring, "load_reference", lambda *args, **kwargs: os.abort())
+    with pytest.raises(LoadError, match="reading the reference"):
+        score_files(reference, write_label_map(tmp_path / "p.nii.gz", _labels()), ORGANS)
 
 
 def test_score_many_raises_when_a_reference_is_unusable(tmp_path: Path) -> None:

@@ -135,3 +135,19 @@ def test_bca_and_other_rank_methods_run(scores: pd.DataFrame) -> None:
     )
     assert result["metrics"]["dsc"]["rank_stability"]["method"] == "rank_then_mean"
     json.dumps(result, allow_nan=False)
+
+
+def test_a_single_submission_on_one_site_still_gives_a_valid_snapshot() -> None:
+    rows = [
+        (f"c{i}", "S1", "solo", organ, "dsc", 0.8 + 0.01 * i)
+        for i in range(5)
+        for organ in ("liver", "spleen")
+    ]
+    table = pd.DataFrame(rows, columns=["case", "site", "algorithm", "organ", "metric", "value"])
+    result = compute_snapshot(table, organs=["liver", "spleen", "aorta"], n_bootstrap=50, ci_method="bca")
+    json.dumps(result, allow_nan=False)
+    section = result["metrics"]["dsc"]
+    assert section["leaderboard"][0]["rank"] == 1
+    assert section["organ_stats"]["solo"]["aorta"]["mean"] is None
+    assert section["breakdowns"] == {}
+    assert section["rank_stability"]["kendall_tau"]["median"] is None

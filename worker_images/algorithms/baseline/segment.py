@@ -4,14 +4,14 @@ Reads /input/cases.json, /input/labels.json and /input/images/<case_id>.nii.gz (
 /output/<case_id>.nii.gz: a uint8 label map with the image's shape and affine. TOUCHSTONE_INPUT and
 TOUCHSTONE_OUTPUT override the two folders. Runs with numpy >= 1.24, scipy >= 1.10, nibabel >= 5.0.
 
-Method: every image is turned to RAS (via its affine), averaged down to ~3 mm voxels and re-calibrated on
-subcutaneous fat. Landmarks (body outline, vertebral column) give patient coordinates in mm, and each organ
-is found by an intensity window, connected components and an anatomical prior in those coordinates: aorta and
-postcava are bright tubes tracked slice by slice in front of the spine (left and right of it), kidneys are
-bright blobs beside the spine, liver and spleen the largest soft-tissue bodies on the right and the left,
-stomach the fluid and gas in the left upper abdomen, gallbladder fluid under the liver, pancreas the soft tissue
-left between them. Masks are grown to the half-way intensity and brought back to the full grid by linear
-interpolation. Decent, not perfect: it does not know the pancreas from bowel.
+Method: every image is turned to RAS (via its affine), averaged down to ~3 mm voxels and re-calibrated on the
+body's fat peak. Landmarks (body outline, abdominal wall, vertebral column) give patient coordinates in mm, and
+each organ is found by an intensity window, connected components and an anatomical prior in those coordinates:
+aorta and postcava are bright tubes tracked slice by slice in front of the spine (left and right of it),
+kidneys bright blobs beside the spine, liver and spleen the largest soft-tissue bodies on the right and the
+left, gallbladder fluid against the liver, pancreas the soft tissue left in its usual corridor, stomach the
+fluid and gas high in the left upper abdomen. Masks are grown to the half-way intensity and brought back to
+the full grid by linear interpolation. Decent, not perfect: it cannot tell the pancreas from the duodenum.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def upsample(mask: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...])
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
     starts = [max(0, s.start - 1) for s in box]
     stops = [min(n, s.stop + 1) for n, s in zip(mask.shape, box)]
-    crop = mask[starts[0]:stops[0], starts[1]:stops[1], starts[2]:stops[2]].astype(np.float32)
+    crop = mask[starts[0] : stops[0], starts[1] : stops[1], starts[2] : stops[2]].astype(np.float32)
     region = []
     for axis, (f, n) in enumerate(zip(factors, shape)):
         first, last = starts[axis] * f, min(n, stops[axis] * f)
@@ -165,7 +165,8 @@ class Patient:
     def __init__(self, ct: np.ndarray, spacing: np.ndarray):
         self.spacing = spacing
         sigma = np.clip(2.5 / spacing, 0.0, 1.0)
-        sigma[sigma < 0.4] = 0.0  # voxels of 6 mm and more: noise is already averaged, blurring only erases small organs
+        # Voxels of 6 mm and more have averaged the noise already; blurring them only erases small organs.
+        sigma[sigma < 0.4] = 0.0
         raw = ndimage.gaussian_filter(ct, sigma)
         self.body = fill_slices(largest(raw > -400))
         self.ct = raw - self.fat_offset(raw)
@@ -173,12 +174,17 @@ class Patient:
         # median quiets them without moving organ borders.
         self.soft = ndimage.median_filter(self.ct, size=(3, 3, 1)) if (sigma < 0.4).any() else self.ct
         padded = np.pad(self.body, ((1, 1), (1, 1), (0, 0)))
-        self.depth = ndimage.distance_transform_edt(padded, sampling=(spacing[0], spacing[1], 1e4))[1:-1, 1:-1]
+        in_plane = (spacing[0], spacing[1], 1e4)  # distance below the skin within each slice
+        self.depth = ndimage.distance_transform_edt(padded, sampling=in_plane)[1:-1, 1:-1]
         self.x = (np.arange(ct.shape[0]) * spacing[0])[:, None, None]
         self.y = (np.arange(ct.shape[1]) * spacing[1])[None, :, None]
         self.z = (np.arange(ct.shape[2]) * spacing[2])[None, None, :]
         self.locate_spine()
         self.cavity = self.body & (self.depth > self.wall_depth_mm())
+        self.inside = self.body & (self.depth > 8.0)
+        self.bone = ndimage.binary_dilation(fill_slices(self.ct > 280), ball(2.0, spacing))
+        self.voxel_ml = float(np.prod(spacing)) / 1000.0
+        self.coarse = float(min(spacing)) >= 6.0  # partial volume dims small bright structures
 
     def wall_depth_mm(self) -> float:
         """Depth below the skin where the abdominal wall muscle ends: the soft-tissue ring under the
@@ -193,7 +199,7 @@ class Patient:
         return float(peak + 6.0 + width / 2.0)
 
     def fat_offset(self, raw: np.ndarray) -> float:
-        """Scanner calibration differs: shift so the subcutaneous fat peak sits at FAT_HU."""
+        """Scanner calibration differs: the shift that puts the body's fat peak at FAT_HU (at most ±50 HU)."""
         values = raw[self.body & (raw > -250) & (raw < -20)]
         if values.size < 50:
             return 0.0
@@ -254,7 +260,7 @@ def track_tube(candidates: np.ndarray, p: Patient, x_mm: float, y_mm: float, max
     stray from the smoothed track (a neighbouring organ taken for the vessel) are dropped."""
     nz = candidates.shape[2]
     max_area = np.pi * 22.0**2 / (p.spacing[0] * p.spacing[1])
-    picks: list[np.ndarray | None] = [None] * nz
+    picks: list = [None] * nz
     centres = np.full((nz, 2), np.nan)
     for k in range(nz):
         labelled, count = ndimage.label(candidates[..., k])
@@ -263,9 +269,8 @@ def track_tube(candidates: np.ndarray, p: Patient, x_mm: float, y_mm: float, max
         index = np.arange(1, count + 1)
         cx = np.asarray(ndimage.mean(np.broadcast_to(p.xr[:, :, k], labelled.shape), labelled, index))
         cy = np.asarray(ndimage.mean(np.broadcast_to(p.yr[:, :, k], labelled.shape), labelled, index))
-        area = np.bincount(labelled.ravel())[1:]
         distance = np.hypot(cx - x_mm, cy - y_mm)
-        distance[area > max_area] = np.inf
+        distance[np.bincount(labelled.ravel())[1:] > max_area] = np.inf
         best = int(distance.argmin())
         if distance[best] <= max_mm:
             picks[k] = labelled == best + 1
@@ -275,7 +280,15 @@ def track_tube(candidates: np.ndarray, p: Patient, x_mm: float, y_mm: float, max
     if not found.any():
         return out
     window = max(3, int(round(30.0 / p.spacing[2])) | 1)
-    track = np.stack([ndimage.median_filter(np.interp(np.arange(nz), np.nonzero(found)[0], centres[found, axis]), window, mode="nearest") for axis in (0, 1)], axis=1)
+    track = np.stack(
+        [
+            ndimage.median_filter(
+                np.interp(np.arange(nz), np.nonzero(found)[0], centres[found, axis]), window, mode="nearest"
+            )
+            for axis in (0, 1)
+        ],
+        axis=1,
+    )
     for k in np.nonzero(found)[0]:
         if np.hypot(*(centres[k] - track[k])) <= 8.0:
             out[..., k] = picks[k]
@@ -287,130 +300,192 @@ def components(mask: np.ndarray, p: Patient):
     first slice)."""
     labelled, count = ndimage.label(mask)
     index = np.arange(1, count + 1)
-    sizes = np.bincount(labelled.ravel(), minlength=count + 1)[1:] * float(np.prod(p.spacing)) / 1000.0
+    sizes = np.bincount(labelled.ravel(), minlength=count + 1)[1:] * p.voxel_ml
     if count == 0:
         return labelled, sizes, np.zeros(0), np.zeros(0), np.zeros(0)
-    means = [np.asarray(ndimage.mean(np.broadcast_to(axis, mask.shape), labelled, index)) for axis in (p.xr, p.yr, p.z)]
+    means = [
+        np.asarray(ndimage.mean(np.broadcast_to(axis, mask.shape), labelled, index))
+        for axis in (p.xr, p.yr, p.z)
+    ]
     return (labelled, sizes, *means)
 
 
 def segment_ras(ct: np.ndarray, spacing: np.ndarray) -> dict[str, np.ndarray]:
+    """Organ masks on a RAS grid; each step marks what it found as taken so later organs cannot claim it."""
     p = Patient(ct, spacing)
-    hu, body = p.ct, p.body
-    inside = body & (p.depth > 8.0)
-    cavity = p.cavity
-    back = (p.yr < -30.0) & (np.abs(p.xr) < 65.0)  # paraspinal muscles
-    bone = ndimage.binary_dilation(fill_slices(hu > 280), ball(2.0, spacing))
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    aorta, cava = find_great_vessels(p)
+    taken = ndimage.binary_dilation(aorta, ball(2.0, spacing)) | cava
     organs: dict[str, np.ndarray] = {}
+    for step in (find_kidneys, find_liver_and_spleen, find_gallbladder, find_pancreas, find_stomach):
+        for name, mask in step(p, taken, organs).items():
+            organs[name] = mask
+            taken |= mask
+    organs["postcava"] = cava
+    organs["aorta"] = aorta
+    return organs
 
-    # Great vessels: contrast-filled tubes just in front of the vertebral bodies.
-    # Their contrast varies with injection timing, so thresholds follow the brightest blood found.
-    prior = inside & ~bone & (p.xr > -40) & (p.xr < 15) & (p.yr > 0) & (p.yr < 35)
+
+def find_great_vessels(p: Patient) -> tuple[np.ndarray, np.ndarray]:
+    """Aorta and postcava: contrast-filled tubes in front of the vertebral bodies, left and right of the
+    midline. Contrast varies with injection timing, so thresholds follow the brightest blood found."""
+    hu = p.ct
+    prior = p.inside & ~p.bone & (p.xr > -40) & (p.xr < 15) & (p.yr > 0) & (p.yr < 35)
     blood_hu = float(np.percentile(hu[prior], 95)) if prior.any() else 180.0
-    aorta = track_tube((hu > max(100.0, 0.75 * blood_hu)) & inside & ~bone & (p.yr > -3), p, -12.0, 12.0, 20.0)
-    aorta = grow(aorta, (hu > 60) & ~bone & (p.xr < 10), steps(3.0, spacing))
-    taken = ndimage.binary_dilation(aorta, ball(2.0, spacing))
-    cava_hu = max(80.0, 0.55 * blood_hu)
-    cava = track_tube((hu > cava_hu) & (hu < 200) & inside & ~bone & ~taken, p, 24.0, 10.0, 18.0)
-    cava = grow(cava, (hu > 60) & (hu < 200) & ~bone & ~taken, steps(3.0, spacing))
-    taken |= cava
+    aorta = track_tube(
+        (hu > max(100.0, 0.75 * blood_hu)) & p.inside & ~p.bone & (p.yr > -3), p, -12.0, 12.0, 20.0
+    )
+    aorta = grow(aorta, (hu > 60) & ~p.bone & (p.xr < 10), steps(3.0, p.spacing))
+    beside_aorta = ndimage.binary_dilation(aorta, ball(2.0, p.spacing))
+    cava_candidates = (hu > max(80.0, 0.55 * blood_hu)) & (hu < 200) & p.inside & ~p.bone & ~beside_aorta
+    cava = track_tube(cava_candidates, p, 24.0, 10.0, 18.0)
+    cava = grow(cava, (hu > 60) & (hu < 200) & ~p.bone & ~beside_aorta, steps(3.0, p.spacing))
+    return aorta, cava
 
-    # Kidneys: enhancing cortex beside the spine, medulla filled in.
-    # Enhancement clearly above the liver's. On coarse grids partial volume dims the thin cortex: lower the
-    # bar and close the gaps between the pieces.
-    coarse = float(min(spacing)) >= 6.0
-    enhancing = (p.soft > 85) if coarse else (hu > 110)
-    bright = enhancing & (hu < 280) & cavity & ~bone & ~taken & (p.yr < 30) & (p.yr > -90) & (np.abs(p.xr) > 25) & (np.abs(p.xr) < 130)
-    bright = ndimage.binary_opening(bright, disc(2.0, spacing))
-    if coarse:
-        bright = ndimage.binary_closing(bright, ball(6.0, spacing)) & cavity & ~taken
+
+def find_kidneys(p: Patient, taken: np.ndarray, organs: dict) -> dict[str, np.ndarray]:
+    """Enhancing cortex clearly brighter than liver, beside the spine; the medulla is filled in. On coarse
+    grids partial volume dims the thin cortex: lower the bar and join the pieces."""
+    hu, spacing = p.ct, p.spacing
+    enhancing = (p.soft > 85) if p.coarse else (hu > 110)
+    beside_spine = (p.yr < 30) & (p.yr > -90) & (np.abs(p.xr) > 25) & (np.abs(p.xr) < 130)
+    bright = ndimage.binary_opening(
+        enhancing & (hu < 280) & p.cavity & ~p.bone & ~taken & beside_spine, disc(2.0, spacing)
+    )
+    if p.coarse:
+        bright = ndimage.binary_closing(bright, ball(6.0, spacing)) & p.cavity & ~taken
     labelled, sizes, mean_x, mean_y, mean_z = components(bright, p)
+    found = {}
     for name, sign in (("kidney_left", -1.0), ("kidney_right", 1.0)):
         side = [i for i in np.argsort(-sizes) if sign * mean_x[i] > 20 and 1.0 < sizes[i] < 600.0]
         if not side:
             continue
-        first = side[0]  # with the pieces of the same kidney, where a coarse grid broke it up
-        pieces = [i for i in side if np.hypot(np.hypot(mean_x[i] - mean_x[first], mean_y[i] - mean_y[first]), mean_z[i] - mean_z[first]) < 60.0]
+        first = side[0]
+        pieces = [
+            i
+            for i in side
+            if np.linalg.norm(
+                [mean_x[i] - mean_x[first], mean_y[i] - mean_y[first], mean_z[i] - mean_z[first]]
+            )
+            < 60.0
+        ]
         if 20.0 < sizes[pieces].sum() < 600.0:
-            kidney = ndimage.binary_fill_holes(ndimage.binary_closing(np.isin(labelled, np.array(pieces) + 1), ball(4.0, spacing)))
-            kidney = grow(kidney, (hu > 45) & cavity & ~taken & ~bone, steps(3.0, spacing))
-            organs[name] = kidney
-            taken |= kidney
+            kidney = np.isin(labelled, np.array(pieces) + 1)
+            kidney = ndimage.binary_fill_holes(ndimage.binary_closing(kidney, ball(4.0, spacing)))
+            found[name] = grow(kidney, (hu > 45) & p.cavity & ~taken & ~p.bone, steps(3.0, spacing))
+    return found
 
-    # Liver and spleen: the big soft-tissue bodies on the right and the left. Erode until the liver stands
-    # free of its neighbours (stomach, spleen, pancreas), then let the two seeds grow back in competition.
-    soft = (p.soft > 33) & (p.soft < 110) & cavity & ~taken & ~bone & ~back
-    levels = []
-    for radius in (6.0, 9.0, 12.0, 16.0):
-        labelled, sizes, mean_x, mean_y, _ = components(ndimage.binary_erosion(soft, disc(radius, spacing)), p)
+
+def find_liver_and_spleen(p: Patient, taken: np.ndarray, organs: dict) -> dict[str, np.ndarray]:
+    """The big soft-tissue bodies on the right and the left. Erode until each stands free of its
+    neighbours (the liver of stomach and spleen, the spleen of pancreas and stomach: then neither reaches
+    far across the midline), then let the two seeds grow back in competition."""
+    hu, spacing = p.ct, p.spacing
+    back_muscles = (p.yr < -30.0) & (np.abs(p.xr) < 65.0)
+    soft = (p.soft > 33) & (p.soft < 110) & p.cavity & ~taken & ~p.bone & ~back_muscles
+    xr = np.broadcast_to(p.xr, hu.shape)
+    levels = []  # (radius, liver candidate, spleen candidate) per erosion depth
+    for radius in (4.0, 6.0, 9.0, 12.0, 16.0):
+        labelled, sizes, mean_x, mean_y, _ = components(
+            ndimage.binary_erosion(soft, disc(radius, spacing)), p
+        )
         order = np.argsort(-sizes)
         liver_index = next((i for i in order if mean_x[i] > 0 and sizes[i] > 50), None)
-        spleen_index = next((i for i in order if mean_x[i] < -40 and mean_y[i] < 60 and 2 < sizes[i] < 1500 and i != liver_index), None)
-        liver = labelled == liver_index + 1 if liver_index is not None else None
+        if liver_index is None:
+            break
+        spleen_index = next(
+            (
+                i
+                for i in order
+                if mean_x[i] < -55 and mean_y[i] < 60 and 2 < sizes[i] < 1500 and i != liver_index
+            ),
+            None,
+        )
+        liver = labelled == liver_index + 1
         spleen = labelled == spleen_index + 1 if spleen_index is not None else None
         levels.append((radius, liver, spleen))
-        if liver is None or np.broadcast_to(p.xr, hu.shape)[liver].min() > -70.0:
+        if xr[liver].min() > -70.0 and spleen is not None and xr[spleen].max() < -25.0:
             break
-    radius, liver, spleen = levels[-1]
-    seeds = {"liver": liver} if liver is not None else {}
-    for _, _, candidate in [levels[-1], *levels[:-1]]:
-        if candidate is not None and (liver is None or not (candidate & liver).any()):
-            seeds["spleen"] = candidate
-            break
-    grown = compete(seeds, soft, steps(radius + 3.0, spacing))
-    for name, organ in grown.items():
-        organ = fill_slices(ndimage.binary_fill_holes(organ)) & ~taken
-        organs[name] = grow(organ, (hu > -20) & (hu < 130) & cavity & ~taken & ~bone, 1)
-        taken |= organs[name]
-    liver = organs.get("liver", np.zeros_like(body))
+    if not levels:
+        return {}
+    free_livers = [level for level in levels if xr[level[1]].min() > -70.0]
+    radius, liver, _ = free_livers[0] if free_livers else levels[-1]
+    seeds = {"liver": liver}
+    spleens = [(r, s) for r, _, s in levels if s is not None and not (s & liver).any()]
+    free_spleens = [(r, s) for r, s in spleens if xr[s].max() < -25.0]
+    if free_spleens or spleens:
+        spleen_radius, seeds["spleen"] = max(free_spleens or spleens, key=lambda level: level[1].sum())
+        radius = max(radius, spleen_radius)
+    found = {}
+    claimed = taken.copy()
+    for name, organ in compete(seeds, soft, steps(radius + 3.0, spacing)).items():
+        organ = fill_slices(ndimage.binary_fill_holes(organ)) & ~claimed
+        found[name] = grow(organ, (hu > -20) & (hu < 130) & p.cavity & ~claimed & ~p.bone, 1)
+        claimed |= found[name]
+    return found
 
-    # Gallbladder: fluid pocket against the liver, anterior and right.
-    near_liver = ndimage.binary_dilation(liver, ball(10.0, spacing)) if liver.any() else liver
-    pocket = (p.soft > -20) & (p.soft < 32) & near_liver & cavity & (p.xr > 0) & (p.yr > 15) & ~taken
-    gall = largest(ndimage.binary_opening(pocket, disc(3.0, spacing)))
-    if 4.0 < gall.sum() * voxel_ml < 250.0:
-        gall = grow(gall, (hu > -45) & (hu < 40) & cavity & ~taken, steps(3.0, spacing))
-        organs["gall_bladder"] = gall
-        taken |= gall
 
-    # Pancreas: soft tissue in the corridor where it usually lies: head beside the duodenum right of the
-    # superior mesenteric vessels, neck and body in front of the aorta, tail towards the splenic hilum.
-    kidney_slices = [np.nonzero(organs[k].any(axis=(0, 1)))[0].mean() for k in ("kidney_left", "kidney_right") if k in organs]
-    z_kidney = float(np.mean(kidney_slices) if kidney_slices else hu.shape[2] / 2) * spacing[2]
-    corridor = [(22.0, 33.0, -8.0), (0.0, 41.0, 4.0), (-32.0, 35.0, 14.0), (-60.0, 15.0, 28.0)]
-    near_corridor = np.zeros_like(body)
-    for (x0, y0, z0), (x1, y1, z1) in zip(corridor[:-1], corridor[1:]):
+def find_gallbladder(p: Patient, taken: np.ndarray, organs: dict) -> dict[str, np.ndarray]:
+    """A fluid pocket against the liver, anterior and right."""
+    liver = organs.get("liver")
+    if liver is None:
+        return {}
+    near_liver = ndimage.binary_dilation(liver, ball(10.0, p.spacing))
+    pocket = (p.soft > -20) & (p.soft < 32) & near_liver & p.cavity & (p.xr > 0) & (p.yr > 15) & ~taken
+    gall = largest(ndimage.binary_opening(pocket, disc(3.0, p.spacing)))
+    if not 4.0 < gall.sum() * p.voxel_ml < 250.0:
+        return {}
+    return {"gall_bladder": grow(gall, (p.ct > -45) & (p.ct < 40) & p.cavity & ~taken, steps(3.0, p.spacing))}
+
+
+# Where the pancreas usually lies, in spine coordinates (mm; z relative to the kidneys' centre): head right of
+# the mesenteric vessels, neck and body in front of the aorta, tail towards the splenic hilum.
+PANCREAS_CORRIDOR = [(22.0, 33.0, -8.0), (0.0, 41.0, 4.0), (-32.0, 35.0, 14.0), (-60.0, 15.0, 28.0)]
+
+
+def kidney_level_mm(p: Patient, organs: dict) -> float:
+    slices = [
+        np.nonzero(organs[k].any(axis=(0, 1)))[0].mean()
+        for k in ("kidney_left", "kidney_right")
+        if k in organs
+    ]
+    return float(np.mean(slices) if slices else p.ct.shape[2] / 2) * p.spacing[2]
+
+
+def find_pancreas(p: Patient, taken: np.ndarray, organs: dict) -> dict[str, np.ndarray]:
+    """Soft tissue left over in the usual corridor of the pancreas (it cannot tell duodenum from pancreas)."""
+    z_kidney = kidney_level_mm(p, organs)
+    corridor = np.zeros_like(p.body)
+    for (x0, y0, z0), (x1, y1, z1) in zip(PANCREAS_CORRIDOR[:-1], PANCREAS_CORRIDOR[1:]):
         for t in np.linspace(0.0, 1.0, 6):
             x, y, z = x0 + t * (x1 - x0), y0 + t * (y1 - y0), z_kidney + z0 + t * (z1 - z0)
-            near_corridor |= (p.xr - x) ** 2 + (p.yr - y) ** 2 + (p.z - z) ** 2 < 22.0**2
-    tissue = (p.soft > 28) & (p.soft < 85) & cavity & ~taken & near_corridor
-    pancreas = largest(ndimage.binary_opening(tissue, disc(3.0, spacing)))
-    if pancreas.sum() * voxel_ml > 8:
-        organs["pancreas"] = grow(pancreas, (hu > 0) & (hu < 100) & cavity & ~taken & near_corridor, 1)
-        taken |= organs["pancreas"]
+            corridor |= (p.xr - x) ** 2 + (p.yr - y) ** 2 + (p.z - z) ** 2 < 22.0**2
+    tissue = (p.soft > 28) & (p.soft < 85) & p.cavity & ~taken & corridor
+    pancreas = largest(ndimage.binary_opening(tissue, disc(3.0, p.spacing)))
+    if pancreas.sum() * p.voxel_ml <= 8:
+        return {}
+    return {"pancreas": grow(pancreas, (p.ct > 0) & (p.ct < 100) & p.cavity & ~taken & corridor, 1)}
 
-    # Stomach: the biggest pool of fluid and gas high in the left upper abdomen, with its wall.
-    air, _, _, _, _ = components((hu < -400) & body, p)
-    top_slices = np.unique(air[:, :, -max(1, int(round(10.0 / spacing[2]))):])
-    sizes = np.bincount(air.ravel()) * voxel_ml
-    lung_ids = [i for i in range(1, len(sizes)) if sizes[i] > 300.0 or (i in top_slices and sizes[i] > 20.0)]
-    lungs = np.isin(air, lung_ids)
-    gas = (hu < -400) & cavity & ~lungs
-    fluid = (p.soft > -15) & (p.soft < 30) & cavity
+
+def find_stomach(p: Patient, taken: np.ndarray, organs: dict) -> dict[str, np.ndarray]:
+    """The biggest pool of fluid and gas high in the left upper abdomen (lungs excluded), with its wall."""
+    hu, spacing = p.ct, p.spacing
+    z_kidney = kidney_level_mm(p, organs)
+    air, sizes, _, _, _ = components((hu < -400) & p.body, p)
+    top = set(np.unique(air[:, :, -max(1, int(round(10.0 / spacing[2]))) :]).tolist())
+    lungs = np.isin(
+        air, [i + 1 for i, size in enumerate(sizes) if size > 300.0 or (i + 1 in top and size > 20.0)]
+    )
+    gas = (hu < -400) & p.cavity & ~lungs
+    fluid = (p.soft > -15) & (p.soft < 30) & p.cavity
     region = (p.xr < 40) & (p.yr > -10) & (p.z > z_kidney - 20)
     candidates = ndimage.binary_opening((gas | fluid) & region & ~taken, disc(3.0, spacing))
     labelled, sizes, mean_x, _, mean_z = components(candidates, p)
     fits = [i for i in np.argsort(-sizes) if mean_x[i] < 0 and mean_z[i] > z_kidney + 10 and sizes[i] > 20]
-    if fits:
-        stomach = fill_slices(ndimage.binary_closing(labelled == fits[0] + 1, ball(4.0, spacing)))
-        stomach = grow(stomach & ~taken, (hu < 70) & cavity & ~taken & ~lungs, steps(4.0, spacing))
-        organs["stomach"] = stomach
-        taken |= stomach
-
-    organs["postcava"] = cava
-    organs["aorta"] = aorta
-    return organs
+    if not fits:
+        return {}
+    stomach = fill_slices(ndimage.binary_closing(labelled == fits[0] + 1, ball(4.0, spacing))) & ~taken
+    wall_steps = 1 if p.coarse else steps(4.0, spacing)
+    return {"stomach": grow(stomach, (p.soft < 60) & p.cavity & ~taken & ~lungs, wall_steps)}
 
 
 if __name__ == "__main__":
