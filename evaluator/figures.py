@@ -39,7 +39,7 @@ def forest_plot(snapshot: Mapping[str, Any], metric: str, organ: str | None = No
     section = _metric(snapshot, metric)
     if organ is None:
         rows = [(r["algorithm"], r["mean"], r["ci_low"], r["ci_high"], None) for r in section["leaderboard"]]
-        what = "headline (mean of organ means)"
+        what = "headline"
     else:
         if organ not in section["organs"]:
             raise KeyError(f"No organ {organ!r} for {metric}; organs: {section['organs']}.")
@@ -78,11 +78,11 @@ def forest_plot(snapshot: Mapping[str, Any], metric: str, organ: str | None = No
         )
     )
     figure.update_layout(
-        title=f"{_label(metric)} {what}: mean and {level:.0%} bootstrap CI",
+        title={"text": f"{_label(metric)} {what}", "subtitle": {"text": f"mean and {level:.0%} bootstrap CI"}},
         xaxis_title=f"{_label(metric)}",
         yaxis={"automargin": True},
         height=max(300, 28 * len(rows) + 120),
-        margin={"l": 10, "r": 20, "t": 60, "b": 50},
+        margin={"l": 10, "r": 20, "t": 80, "b": 50},
         template="plotly_white",
     )
     return figure
@@ -141,13 +141,16 @@ def significance_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str) -
         )
     )
     n = len(order)
+    # Through the (empty) diagonal cells: column i meets its own row at y index n - 1 - i.
     figure.add_shape(
-        type="line", x0=-0.5, y0=-0.5, x1=n - 0.5, y1=n - 0.5, line={"color": "black", "width": 1}
+        type="line", x0=-0.5, y0=n - 0.5, x1=n - 0.5, y1=-0.5, line={"color": "black", "width": 1}
     )
     alpha = snapshot["parameters"]["alpha"]
     figure.update_layout(
-        title=f"{_label(metric)} {organ}: one-sided Wilcoxon, Holm, alpha = {alpha} "
-        f"(yellow: column better than row)",
+        title={
+            "text": f"{_label(metric)} {organ}: significance",
+            "subtitle": {"text": f"yellow: column better than row (Holm, α = {alpha})"},
+        },
         xaxis={"tickangle": -45, "automargin": True},
         yaxis={"automargin": True},
         height=max(360, 24 * n + 200),
@@ -207,16 +210,17 @@ def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | N
                     line={"color": "black", "width": 1},
                 )
         tau = stability["kendall_tau"]["median"]
-        subtitle = (
-            f"{stability['method'].replace('_', ' ')}; median Kendall's tau {tau:.3f}"
-            if tau is not None
-            else ""
+        subtitle = stability["method"].replace("_", " ") + (
+            f"; median Kendall's τ {tau:.3f}" if tau is not None else ""
         )
     else:
         subtitle = f"{organ}, mean then rank"
     n = len(algorithms)
     figure.update_layout(
-        title=f"{_label(metric)} rank stability ({stability['n_resamples']} resamples): {subtitle}",
+        title={
+            "text": f"{_label(metric)} rank stability",
+            "subtitle": {"text": f"{stability['n_resamples']} resamples; {subtitle}"},
+        },
         yaxis={"autorange": "reversed", "dtick": 1, "range": [n + 0.5, 0.5], "title": "rank"},
         xaxis={"tickangle": -45, "automargin": True},
         height=max(380, 22 * n + 220),

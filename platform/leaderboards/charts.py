@@ -40,40 +40,18 @@ def submission_figures(*, organs: list[dict], sites: list[dict]) -> dict[str, st
 
 
 def leaderboard_figures(snapshot: LeaderboardSnapshot, *, metric: str = "dsc", organ: str | None = None) -> dict[str, str]:
-    """The headline bars, plus the statistics figures when the snapshot has statistics."""
-    rows = snapshot.rows
-    if not rows:
-        return {}
-    figures: dict[str, str] = {}
+    """The statistics figures of one metric (and one organ for the organ-level ones); {} without statistics."""
     statistics = snapshot.statistics or {}
-    if metric in statistics.get("metrics", {}):
-        section = statistics["metrics"][metric]
-        organ = organ if organ in section["organs"] else section["organs"][0]
-        builders = {
-            "forest": lambda: figures_lib.forest_plot(statistics, metric),
-            "forest_organ": lambda: figures_lib.forest_plot(statistics, metric, organ),
-            "significance": lambda: figures_lib.significance_heatmap(statistics, metric, organ),
-            "rank_stability": lambda: figures_lib.rank_stability_plot(statistics, metric),
-            "sites": lambda: figures_lib.site_heatmap(statistics, metric),
-            "boxplots": lambda: figures_lib.organ_boxplots(statistics, metric),
-        }
-        for name, build in builders.items():
-            figures[name] = to_html(build(), f"chart-{name}")
-    headline = go.Figure(
-        [
-            go.Bar(
-                name=metric.upper(),
-                y=[row["name"] for row in rows][::-1],
-                x=[row[metric]["headline"] for row in rows][::-1],
-                orientation="h",
-                marker_color=color,
-            )
-            for metric, color in PALETTE.items()
-        ]
-    )
-    headline.update_layout(
-        title="Headline: unweighted mean of organ means", barmode="group", xaxis={"range": [0, 1]},
-        height=160 + 40 * len(rows),
-    )
-    figures["headline"] = to_html(headline, "chart-headline")
-    return figures
+    section = statistics.get("metrics", {}).get(metric)
+    if not snapshot.rows or not section:
+        return {}
+    organ = organ if organ in section["organs"] else section["organs"][0]
+    builders = {
+        "forest": lambda: figures_lib.forest_plot(statistics, metric),
+        "forest_organ": lambda: figures_lib.forest_plot(statistics, metric, organ),
+        "significance": lambda: figures_lib.significance_heatmap(statistics, metric, organ),
+        "rank_stability": lambda: figures_lib.rank_stability_plot(statistics, metric),
+        "sites": lambda: figures_lib.site_heatmap(statistics, metric),
+        "boxplots": lambda: figures_lib.organ_boxplots(statistics, metric),
+    }
+    return {name: to_html(build(), f"chart-{name}") for name, build in builders.items()}

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import cache_control
 
 from benchmarks.models import Benchmark, Phase
-from leaderboards import charts, selectors
+from leaderboards import charts, selectors, summaries
 from submissions import selectors as submission_selectors
 from submissions.models import Submission
 
@@ -33,11 +33,15 @@ def home(request):
 def leaderboard(request, slug: str):
     phase = get_object_or_404(Phase.objects.select_related("benchmark"), slug=slug)
     snapshot = selectors.latest_snapshot(phase=phase)
-    organs = list(phase.benchmark.organs.values_list("name", flat=True))
-    metric = request.GET.get("metric", "dsc")
-    organ = request.GET.get("organ") or (organs[0] if organs else None)
-    figures = charts.leaderboard_figures(snapshot, metric=metric, organ=organ) if snapshot else {}
     statistics = (snapshot.statistics if snapshot else None) or {}
+    sections = statistics.get("metrics", {})
+    organs = list(phase.benchmark.organs.values_list("name", flat=True))
+    metric = request.GET.get("metric")
+    metric = metric if metric in sections else next(iter(sections), "dsc")
+    organ = request.GET.get("organ")
+    organ = organ if organ in organs else (organs[0] if organs else None)
+    section = sections.get(metric, {})
+    parameters = statistics.get("parameters", {})
     return render(
         request,
         "leaderboards/leaderboard.html",
@@ -47,23 +51,18 @@ def leaderboard(request, slug: str):
             "snapshot": snapshot,
             "rows": snapshot.rows if snapshot else [],
             "organs": organs,
-            "figures": figures,
-            "headline_ci": headline_intervals(statistics),
-            "parameters": statistics.get("parameters", {}),
+            "metrics": list(sections),
+            "figures": charts.leaderboard_figures(snapshot, metric=metric, organ=organ) if snapshot else {},
+            "headline_ci": summaries.headline_intervals(statistics),
+            "rank_ranges": summaries.rank_ranges(statistics),
+            "differences": summaries.difference_matrix(section),
+            "breakdowns": summaries.breakdown_tables(section, parameters.get("alpha", 0.05)),
+            "parameters": parameters,
             "metric": metric,
             "organ": organ,
             "sites": phase.benchmark.sites.all(),
         },
     )
-
-
-def headline_intervals(statistics: dict) -> dict[str, dict[str, tuple]]:
-    """{algorithm: {metric: (low, high)}} of the headline bootstrap CIs."""
-    intervals: dict[str, dict[str, tuple]] = {}
-    for metric, section in statistics.get("metrics", {}).items():
-        for entry in section.get("leaderboard", []):
-            intervals.setdefault(entry["algorithm"], {})[metric] = (entry["ci_low"], entry["ci_high"])
-    return intervals
 
 
 def submission(request, submission_id: int):
@@ -84,5 +83,6 @@ def submission(request, submission_id: int):
             "dsc": submission_selectors.headline(organs, "dsc"),
             "nsd": submission_selectors.headline(organs, "nsd"),
             "figures": charts.submission_figures(organs=organs, sites=sites) if organs else {},
+            "standing": summaries.standing(selectors.latest_snapshot(phase=sub.phase), sub.pk),
         },
     )

@@ -31,3 +31,21 @@ def ci(interval) -> str:
     if not interval or interval[0] is None or interval[1] is None:
         return ""
     return f"{100 * interval[0]:.1f}–{100 * interval[1]:.1f}"
+
+
+@register.filter
+def signed_pct(value) -> str:
+    """A difference of fractions in percentage points, always signed."""
+    return DASH if value is None else f"{100 * float(value):+.1f}"
+
+
+@register.filter
+def pvalue(value) -> str:
+    if value is None:
+        return DASH
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+@register.filter
+def humanize_key(value) -> str:
+    return str(value or "").replace("_", " ")

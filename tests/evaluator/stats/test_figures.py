@@ -57,6 +57,15 @@ def test_significance_heatmap_marks_column_better_than_row(snapshot: dict) -> No
     assert heatmap.z[rows.index("bob")][columns.index("bob")] is None
 
 
+def test_significance_heatmap_diagonal_line_runs_through_the_empty_cells(snapshot: dict) -> None:
+    figure = figures.significance_heatmap(snapshot, "dsc", "liver")
+    z, (line,) = figure.data[0].z, figure.layout.shapes
+    slope = (line.y1 - line.y0) / (line.x1 - line.x0)
+    for column in range(len(z)):
+        row = next(r for r in range(len(z)) if z[r][column] is None)
+        assert line.y0 + slope * (column - line.x0) == pytest.approx(row)
+
+
 def test_rank_stability_plot_has_a_blob_per_observed_rank(snapshot: dict) -> None:
     figure = figures.rank_stability_plot(snapshot, "dsc")
     counts = snapshot["metrics"]["dsc"]["rank_stability"]["rank_counts"]
