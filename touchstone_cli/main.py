@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,12 +253,22 @@ def fmt_num(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def print_table(header: list[str], rows: list[list[str]]) -> None:
+def print_table(header: list[str], rows: list[list[str]], *, width: int | None = None) -> None:
+    """Aligned columns; a long last column (a job's problem) wraps under itself to fit the terminal."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    room = width - indent
+    if widths and widths[-1] > room >= 30:
+        widths[-1] = max(len(header[-1]), room)
     for index, row in enumerate([header, *rows]):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
+        *first, last = [str(cell) for cell in row]
+        lines = textwrap.wrap(last, widths[-1]) or [""]
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(first, widths, strict=False)), lines[0]]).rstrip())
+        for line in lines[1:]:
+            print(" " * indent + line)
         if index == 0:
-            print("  ".join("-" * width for width in widths))
+            print("  ".join("-" * w for w in widths))
 
 
 def build_parser() -> argparse.ArgumentParser:

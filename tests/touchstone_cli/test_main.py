@@ -57,3 +57,15 @@ def test_tables_align_columns(capsys):
     assert lines[0] == "organ         DSC"
     assert lines[1].startswith("------------")
     assert lines[3] == "gall_bladder  61.0"
+
+
+def test_a_long_problem_wraps_under_its_column_to_fit_the_terminal(capsys):
+    problem = "Crashed (non-zero exit). " + "ValueError: unsupported orientation LPI in hrh_000. " * 4
+    cli.print_table(["job", "problem"], [["1", problem], ["2", ""]], width=80)
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[2].startswith("1    Crashed (non-zero exit).")
+    continuation = lines[3:-1]
+    assert continuation and all(line.startswith(" " * 5) and line[5] != " " for line in continuation)
+    assert " ".join(line.strip() for line in lines[2:-1])[5:] == problem.strip()
+    assert lines[-1] == "2"
