@@ -9,6 +9,22 @@ class NsdDefinition(models.TextChoices):
     VOXEL = "voxel", "Border voxels counted (MONAI default, as Touchstone published)"
 
 
+class IntervalMethod(models.TextChoices):
+    PERCENTILE = "percentile", "Percentile bootstrap"
+    BCA = "bca", "Bias-corrected and accelerated (BCa) bootstrap"
+
+
+class PValueMethod(models.TextChoices):
+    EXACT = "exact", "Exact where SciPy can (today's SciPy default)"
+    NORMAL = "normal", "Normal approximation (as Touchstone's published figures)"
+
+
+class RankMethod(models.TextChoices):
+    MEAN_THEN_RANK = "mean_then_rank", "Mean then rank"
+    RANK_THEN_MEAN = "rank_then_mean", "Rank per case, then mean rank"
+    TEST_THEN_RANK = "test_then_rank", "Test then rank (significant wins)"
+
+
 class Benchmark(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
@@ -20,6 +36,9 @@ class Benchmark(models.Model):
         default=2000, validators=[MinValueValidator(100), MaxValueValidator(10000)]
     )
     bootstrap_seed = models.PositiveIntegerField(default=0)
+    ci_method = models.CharField(max_length=16, choices=IntervalMethod.choices, default=IntervalMethod.PERCENTILE)
+    p_value_method = models.CharField(max_length=16, choices=PValueMethod.choices, default=PValueMethod.EXACT)
+    rank_method = models.CharField(max_length=16, choices=RankMethod.choices, default=RankMethod.MEAN_THEN_RANK)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

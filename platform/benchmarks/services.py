@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from benchmarks.models import Benchmark, Case, Organ, Phase, Site
@@ -23,26 +24,160 @@ def _relative_to_data_root(path: Path) -> str:
     return str(resolved.relative_to(root))
 
 
+# Benchmark settings a manifest may carry besides slug, name and description.
+BENCHMARK_SETTINGS = (
+    "nsd_tolerance_mm", "nsd_definition", "bootstrap_samples", "bootstrap_seed", "ci_method", "p_value_method",
+    "rank_method",
+)
+MAX_REPORTED_PROBLEMS = 20
+
+
+def manifest_load(manifest_path: Path, *, check_files: bool = True) -> dict:
+    """Read and check a test-set manifest; ManifestError lists every problem found (up to 20), by entry."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{manifest_path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{manifest_path} is not valid JSON: {error}.") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{manifest_path} must hold a JSON object with benchmark, labels, sites and cases.")
+    problems = [f"the manifest has no '{key}'" for key in ("benchmark", "labels", "sites", "cases") if key not in manifest]
+    if problems:
+        raise ManifestError("; ".join(problems) + ".")
+    problems += _benchmark_problems(manifest["benchmark"])
+    labels = manifest["labels"]
+    if not isinstance(labels, dict) or not labels:
+        problems.append("'labels' must map label ids to organ names, e.g. {\"1\": \"liver\"}")
+        labels = {}
+    for key, name in labels.items():
+        if not str(key).isdigit() or not 1 <= int(key) <= 255:
+            problems.append(f"label id {key!r} is not a whole number from 1 to 255 (0 is background)")
+        if not isinstance(name, str) or not name.replace("_", "").isalnum():
+            problems.append(f"label {key}: organ name {name!r} must be letters, digits and underscores")
+    names = [name for name in labels.values() if isinstance(name, str)]
+    problems += [f"organ name {name!r} is used by two labels" for name in sorted({n for n in names if names.count(n) > 1})]
+    site_codes = []
+    for index, site in enumerate(manifest["sites"] if isinstance(manifest["sites"], list) else []):
+        if not isinstance(site, dict) or not site.get("code") or not site.get("name"):
+            problems.append(f"site #{index + 1} needs a 'code' and a 'name'")
+            continue
+        if site["code"] in site_codes:
+            problems.append(f"site code {site['code']!r} is listed twice")
+        site_codes.append(site["code"])
+    if not site_codes:
+        problems.append("'sites' must list at least one site with a code and a name")
+    folder = manifest_path.parent
+    seen: set[str] = set()
+    cases = manifest["cases"] if isinstance(manifest["cases"], list) else []
+    if not cases:
+        problems.append("'cases' must list at least one case")
+    for index, entry in enumerate(cases):
+        if not isinstance(entry, dict) or not entry.get("case_id"):
+            problems.append(f"case #{index + 1} has no case_id")
+            continue
+        case_id = str(entry["case_id"])
+        if case_id in seen:
+            problems.append(f"case {case_id} is listed twice")
+        seen.add(case_id)
+        if entry.get("site") not in site_codes:
+            problems.append(f"case {case_id} names site {entry.get('site')!r}, which the manifest does not list")
+        if not isinstance(entry.get("metadata", {}), dict):
+            problems.append(f"case {case_id}: 'metadata' must be an object")
+        reference = entry.get("reference", entry.get("label"))
+        if not entry.get("image") or not reference:
+            problems.append(f"case {case_id} needs an 'image' and a 'reference' (or 'label') path")
+        elif check_files:
+            problems += _case_file_problems(case_id, folder / entry["image"], folder / reference)
+        if len(problems) > MAX_REPORTED_PROBLEMS:
+            break
+    if problems:
+        shown = problems[:MAX_REPORTED_PROBLEMS]
+        more = " (and more; fix these first)" if len(problems) > MAX_REPORTED_PROBLEMS else ""
+        raise ManifestError(
+            f"{manifest_path} has {len(shown)} problem(s){more}:\n" + "\n".join(f"  - {p}" for p in shown)
+        )
+    return manifest
+
+
+def _benchmark_problems(spec) -> list[str]:
+    if isinstance(spec, str):
+        return [] if spec else ["'benchmark' must name a slug"]
+    if not isinstance(spec, dict) or not spec.get("slug"):
+        return ["'benchmark' must be a slug or an object with 'slug' and 'name'"]
+    unknown = set(spec) - {"slug", "name", "description", *BENCHMARK_SETTINGS}
+    if unknown:
+        return [f"'benchmark' has unknown settings {sorted(unknown)}; known: {list(BENCHMARK_SETTINGS)}"]
+    return []
+
+
+def _case_file_problems(case_id: str, image: Path, reference: Path) -> list[str]:
+    """Both files exist under DATA_ROOT and are NIfTI volumes of the same shape and affine (headers only)."""
+    import nibabel as nib
+    import numpy as np
+
+    problems = []
+    headers = []
+    for what, path in (("image", image), ("reference", reference)):
+        if not path.is_file():
+            problems.append(f"case {case_id}: {what} {path} does not exist")
+            continue
+        try:
+            _relative_to_data_root(path)
+            headers.append(nib.load(path).header)
+        except ManifestError as error:
+            problems.append(f"case {case_id}: {error}")
+        except Exception as error:  # noqa: BLE001 - any unreadable header is the organizer's to fix
+            problems.append(f"case {case_id}: {what} {path.name} is not a readable NIfTI file ({error})")
+    if len(headers) == 2:
+        image_header, reference_header = headers
+        if image_header.get_data_shape() != reference_header.get_data_shape():
+            problems.append(
+                f"case {case_id}: image shape {image_header.get_data_shape()} differs from the reference's "
+                f"{reference_header.get_data_shape()}"
+            )
+        elif not np.allclose(image_header.get_best_affine(), reference_header.get_best_affine(), atol=1e-3):
+            problems.append(f"case {case_id}: image and reference affines differ (not the same voxel grid)")
+    return problems
+
+
 @transaction.atomic
 def benchmark_import(*, manifest_path: Path, phase_slug: str | None = None, phase_name: str = "Final",
-                     phase_options: dict | None = None, benchmark_fields: dict | None = None) -> Phase:
+                     phase_options: dict | None = None, benchmark_fields: dict | None = None,
+                     check_files: bool = True) -> Phase:
     """Create (or extend) a benchmark from `manifest.json` and a phase holding all of its cases.
 
-    The manifest lists labels (id → organ), sites (code, name, out_of_distribution) and cases
-    (case_id, site, image, reference or label, metadata); file paths are relative to the manifest's folder,
-    which must lie under DATA_ROOT. Importing the same manifest twice changes nothing.
+    The manifest lists the benchmark (a slug, or an object with slug, name, description and settings),
+    labels (id → organ), sites (code, name, out_of_distribution) and cases (case_id, site, image,
+    reference or label, metadata); file paths are relative to the manifest's folder, which must lie under
+    DATA_ROOT. Everything is checked before anything is written. Importing the same manifest twice
+    changes nothing.
     """
-    manifest = json.loads(manifest_path.read_text())
+    manifest = manifest_load(manifest_path, check_files=check_files)
     folder = manifest_path.parent
     spec = manifest["benchmark"]
     if isinstance(spec, str):  # the synthetic generator names only the slug
         spec = {"slug": spec, "name": spec}
     spec = {**spec, **(benchmark_fields or {})}
     benchmark, _ = Benchmark.objects.update_or_create(
-        slug=spec.pop("slug"), defaults={"name": spec["name"], "description": spec.get("description", "")}
+        slug=spec.pop("slug"),
+        defaults={
+            "name": spec.get("name") or spec.get("slug", ""),
+            "description": spec.get("description", ""),
+            **{key: spec[key] for key in BENCHMARK_SETTINGS if key in spec},
+        },
     )
+    try:
+        benchmark.full_clean()
+    except ValidationError as error:
+        raise ManifestError(f"benchmark settings: {'; '.join(f'{k}: {v[0]}' for k, v in error.message_dict.items())}") from None
     for label, name in sorted((int(k), v) for k, v in manifest["labels"].items()):
-        Organ.objects.get_or_create(benchmark=benchmark, label=label, defaults={"name": name})
+        organ, _ = Organ.objects.get_or_create(benchmark=benchmark, label=label, defaults={"name": name})
+        if organ.name != name:
+            raise ManifestError(
+                f"label {label} is {name!r} in the manifest but {organ.name!r} in benchmark {benchmark.slug}; "
+                "a label set cannot change under stored results: import it as a new benchmark"
+            )
     sites = {}
     for site in manifest["sites"]:
         sites[site["code"]], _ = Site.objects.update_or_create(
@@ -51,12 +186,7 @@ def benchmark_import(*, manifest_path: Path, phase_slug: str | None = None, phas
         )
     cases = []
     for entry in manifest["cases"]:
-        if entry["site"] not in sites:
-            raise ManifestError(f"case {entry['case_id']} names site {entry['site']!r}, which the manifest does not list")
         image, reference = folder / entry["image"], folder / entry.get("reference", entry.get("label", ""))
-        for path in (image, reference):
-            if not path.is_file():
-                raise ManifestError(f"case {entry['case_id']}: {path} does not exist")
         case, _ = Case.objects.update_or_create(
             benchmark=benchmark, case_id=entry["case_id"],
             defaults={

@@ -61,6 +61,22 @@ def leaderboard_rows(*, table: pd.DataFrame, submissions, organs: list[str]) -> 
     return rows
 
 
+def ranked_by_statistics(rows: list[dict], statistics: dict, metric: str = "dsc") -> list[dict]:
+    """Order and rank the rows as the statistics ranked the algorithms (the benchmark's rank method).
+
+    Ties share a rank; without statistics the rows keep their headline order.
+    """
+    board = statistics.get("metrics", {}).get(metric, {}).get("leaderboard", [])
+    ranks = {entry["algorithm"]: entry["rank"] for entry in board}
+    if not ranks:
+        return rows
+    order = {entry["algorithm"]: position for position, entry in enumerate(board)}
+    rows = sorted(rows, key=lambda row: order.get(row["name"], len(order)))
+    for row in rows:
+        row["rank"] = ranks.get(row["name"], row["rank"])
+    return rows
+
+
 def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> LeaderboardSnapshot:
     """Rank the phase's latest submissions and compute their statistics; store them as a snapshot."""
     from evaluator.stats.snapshot import compute_snapshot
@@ -87,7 +103,11 @@ def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> Leader
             organs=organs,
             n_bootstrap=n_bootstrap or phase.benchmark.bootstrap_samples,
             seed=phase.benchmark.bootstrap_seed,
+            ci_method=phase.benchmark.ci_method,
+            p_value_method=phase.benchmark.p_value_method,
+            rank_method=phase.benchmark.rank_method,
         )
+        rows = ranked_by_statistics(rows, statistics)
     return LeaderboardSnapshot.objects.create(
         phase=phase,
         submission_ids=[s.pk for s in submissions],
