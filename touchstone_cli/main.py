@@ -225,12 +225,19 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(client: Client, args: argparse.Namespace) -> int:
-    board = client.get(f"phases/{args.phase}/leaderboard/")
+    board = client.get(f"phases/{args.phase}/leaderboard/" + ("?statistics=full" if args.json else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(board, indent=1))
+        print(f"Wrote the leaderboard and all its statistics to {args.json}")
     if not board["rows"]:
         print(f"No completed submission on {args.phase} yet.")
         return 0
     print(f"Leaderboard of {board['phase']} (computed {board['computed_at']})")
     print_leaderboard(board["rows"])
+    parameters = board.get("parameters") or {}
+    if parameters:
+        print(f"[95% bootstrap CI, {parameters['n_bootstrap']} resamples within sites; rank range: where 95% of "
+              f"the bootstrap rankings put it ({parameters['rank_method'].replace('_', ' ')})]")
     print(board["url"])
     return 0
 
@@ -238,8 +245,9 @@ def cmd_leaderboard(client: Client, args: argparse.Namespace) -> int:
 def print_leaderboard(rows: list[dict]) -> None:
     organs = list(rows[0]["dsc"]["organs"])
     print_table(
-        ["#", "team / algorithm", "DSC", "NSD", *organs, "failed"],
-        [[str(r["rank"]), r["name"], fmt_pct(r["dsc"]["headline"]), fmt_pct(r["nsd"]["headline"]),
+        ["#", "team / algorithm", "DSC", "95% CI", "NSD", "95% CI", "ranks", *organs, "failed"],
+        [[str(r["rank"]), r["name"], fmt_pct(r["dsc"]["headline"]), fmt_ci(r["dsc"].get("ci")),
+          fmt_pct(r["nsd"]["headline"]), fmt_ci(r["nsd"].get("ci")), fmt_ranks(r.get("rank_range")),
           *[fmt_pct(r["dsc"]["organs"][o]["mean"]) for o in organs], str(r["failed_cases"])] for r in rows],
     )
 
@@ -247,6 +255,18 @@ def print_leaderboard(rows: list[dict]) -> None:
 # --- output helpers ---------------------------------------------------------------------------------
 def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
+
+
+def fmt_ci(interval: list | None) -> str:
+    if not interval or None in interval:
+        return "-"
+    return f"{100 * interval[0]:.1f}-{100 * interval[1]:.1f}"
+
+
+def fmt_ranks(ranks: dict | None) -> str:
+    if not ranks or ranks["low"] is None:
+        return "-"
+    return str(ranks["low"]) if ranks["low"] == ranks["high"] else f"{ranks['low']}-{ranks['high']}"
 
 
 def fmt_num(value: float | None) -> str:
@@ -297,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("id", type=int)
     board = sub.add_parser("leaderboard", help="a phase's ranking")
     board.add_argument("phase")
+    board.add_argument("--json", metavar="FILE", help="also save the whole snapshot (every statistic) as JSON")
     return parser
 
 

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from benchmarks.models import Phase
 from leaderboards import selectors as leaderboard_selectors
+from leaderboards import summaries
 from submissions import selectors, services
 from submissions.models import Submission
 
@@ -125,15 +126,28 @@ def submission_logs(request, submission_id: int):
 
 @api_view(["GET"])
 def leaderboard(request, slug: str):
+    """The ranked rows with headline CIs and rank ranges; `?statistics=full` adds the whole snapshot."""
     phase = get_object_or_404(Phase, slug=slug)
     snapshot = leaderboard_selectors.latest_snapshot(phase=phase)
-    return Response(
+    statistics = (snapshot.statistics if snapshot else None) or {}
+    intervals, ranges = summaries.headline_intervals(statistics), summaries.rank_ranges(statistics)
+    rows = [
         {
-            "phase": phase.slug,
-            "computed_at": snapshot.created_at.isoformat() if snapshot else None,
-            "rows": snapshot.rows if snapshot else [],
-            "url": request.build_absolute_uri(reverse("leaderboard-page", args=[phase.slug])),
+            **row,
+            **{metric: {**row[metric], "ci": intervals.get(row["name"], {}).get(metric)} for metric in ("dsc", "nsd")},
+            "rank_range": ranges.get(row["name"]),
         }
-    )
+        for row in (snapshot.rows if snapshot else [])
+    ]
+    body = {
+        "phase": phase.slug,
+        "computed_at": snapshot.created_at.isoformat() if snapshot else None,
+        "parameters": statistics.get("parameters", {}),
+        "rows": rows,
+        "url": request.build_absolute_uri(reverse("leaderboard-page", args=[phase.slug])),
+    }
+    if request.query_params.get("statistics") == "full":
+        body["statistics"] = statistics
+    return Response(body)
 
 

@@ -74,3 +74,19 @@ def test_teams_only_see_their_own_submissions_and_logs_only_where_allowed(client
     results = client.get(f"/api/v1/submissions/{mine.pk}/results/", **headers)
     assert results.status_code == 409
     assert [s["id"] for s in client.get("/api/v1/submissions/", **headers).json()] == [mine.pk]
+
+
+def test_leaderboard_gives_headline_intervals_rank_ranges_and_on_request_every_statistic(client, alice):
+    from tests.platform.scored_phase import scored_phase
+
+    _, headers = alice
+    phase = scored_phase(cases_per_site=6, n_bootstrap=50)
+    board = client.get(f"/api/v1/phases/{phase.slug}/leaderboard/", **headers).json()
+    assert board["parameters"]["n_bootstrap"] == 50 and "statistics" not in board
+    first = board["rows"][0]
+    low, high = first["dsc"]["ci"]
+    assert low < first["dsc"]["headline"] < high
+    assert first["rank_range"]["low"] == 1 and 0 < first["rank_range"]["first"] <= 1
+    full = client.get(f"/api/v1/phases/{phase.slug}/leaderboard/?statistics=full", **headers).json()
+    assert set(full["statistics"]["metrics"]) == {"dsc", "nsd"}
+    assert full["statistics"]["metrics"]["dsc"]["significance"]["liver"]["order"]

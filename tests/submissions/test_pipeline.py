@@ -6,6 +6,7 @@ Personas: alice's team submits the baseline; bob's team submits an algorithm tha
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -117,9 +118,13 @@ def test_baseline_and_fragile_run_score_and_rank_end_to_end(phase, live_server, 
     assert row["dsc"]["headline"] == pytest.approx(np.mean(organ_means))
 
     # The CLI shows the same numbers and the failure's cause.
-    board = cli(live_server, alice_token, "leaderboard", PHASE, home=tmp_path)
+    board = cli(live_server, alice_token, "leaderboard", PHASE, "--json", str(tmp_path / "board.json"), home=tmp_path)
     assert board.returncode == 0, board.stderr
     assert f"{100 * row['dsc']['headline']:.1f}" in board.stdout
+    best = snapshot.statistics["metrics"]["dsc"]["leaderboard"][0]
+    assert f"{100 * best['ci_low']:.1f}-{100 * best['ci_high']:.1f}" in board.stdout
+    saved = json.loads((tmp_path / "board.json").read_text())
+    assert saved["statistics"]["metrics"]["dsc"]["leaderboard"][0] == best
     status = cli(live_server, bob_token, "status", str(fragile.pk), home=tmp_path)
     assert "Crashed" in status.stdout and "orientation" in status.stdout.lower()
 
