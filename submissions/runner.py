@@ -62,6 +62,15 @@ class RunResult:
     detail: str
 
 
+def last_output_line(log_tail: str, limit: int = 300) -> str:
+    """The last non-empty line a container printed (a crash's message), cut to `limit` characters.
+
+    Container output is the team's to see only where the phase shares logs: a container reads hidden
+    images and could print them.
+    """
+    return next((line for line in reversed(log_tail.splitlines()) if line.strip()), "")[:limit]
+
+
 @dataclass
 class CollectedOutputs:
     predictions: dict[str, Path] = field(default_factory=dict)
@@ -304,10 +313,8 @@ class SandboxRunner:
                 f"The container was killed (exit {exit_code}) for using more than its {limits.memory_mb} MB of memory."
             )
         elif exit_code != 0:
-            last_line = next((line for line in reversed(log_tail.splitlines()) if line.strip()), "")
-            reason, detail = CRASHED, f"The container exited with code {exit_code}." + (
-                f" Last line of its output: {last_line[:300]}" if last_line else ""
-            )
+            # No container output here: a detail is shown wherever the job is, and output can carry hidden data.
+            reason, detail = CRASHED, f"The container exited with code {exit_code}."
         else:
             reason, detail = OK, "The container finished."
         return RunResult(reason, exit_code, duration_s, log_tail, detail)

@@ -6,10 +6,13 @@ from collections import defaultdict
 
 import numpy as np
 
-from submissions.models import CaseResult, Job, Submission
+from submissions.models import CaseResult, ExitReason, Job, Submission
+from submissions.runner import last_output_line
 
 
-def job_summaries(*, submission: Submission, include_logs: bool) -> list[dict]:
+def job_summaries(*, submission: Submission, include_logs: bool, include_last_line: bool = False) -> list[dict]:
+    """Jobs with their outcome. Container output (the log tail, or a crash's last line) only when asked:
+    callers ask only for the team's own submission on a phase that shares logs."""
     jobs = submission.jobs.prefetch_related("cases").order_by("index")
     return [
         {
@@ -25,6 +28,11 @@ def job_summaries(*, submission: Submission, include_logs: bool) -> list[dict]:
             "detail": job.detail,
             "run_seconds": job.run_seconds,
             **({"log_tail": job.log_tail} if include_logs else {}),
+            **(
+                {"last_output_line": last_output_line(job.log_tail)}
+                if include_last_line and job.exit_reason == ExitReason.CRASHED
+                else {}
+            ),
         }
         for job in jobs
     ]

@@ -45,7 +45,9 @@ def _submission_dict(request, submission: Submission, *, detail: bool) -> dict:
         "url": request.build_absolute_uri(reverse("submission-page", args=[submission.pk])),
     }
     if detail:
-        data["jobs"] = selectors.job_summaries(submission=submission, include_logs=False)
+        data["jobs"] = selectors.job_summaries(
+            submission=submission, include_logs=False, include_last_line=submission.phase.show_logs
+        )
         if submission.state == Submission.State.COMPLETED:
             organs = selectors.organ_summary(submission=submission)
             data["results"] = {

@@ -90,3 +90,20 @@ def test_leaderboard_gives_headline_intervals_rank_ranges_and_on_request_every_s
     full = client.get(f"/api/v1/phases/{phase.slug}/leaderboard/?statistics=full", **headers).json()
     assert set(full["statistics"]["metrics"]) == {"dsc", "nsd"}
     assert full["statistics"]["metrics"]["dsc"]["significance"]["liver"]["order"]
+
+
+@pytest.mark.parametrize("show_logs", [False, True])
+def test_container_output_reaches_only_its_team_and_only_where_the_phase_shares_logs(client, alice, show_logs):
+    from submissions.models import ExitReason, Job
+    from tests.factories import JobFactory
+
+    team, headers = alice
+    secret = "ValueError: voxel 12,40,7 of case hrh_000 is -1024 HU"
+    submission = SubmissionFactory(team=team, phase=PhaseFactory(show_logs=show_logs), state=Submission.State.FAILED)
+    JobFactory(submission=submission, state=Job.State.FAILED, exit_reason=ExitReason.CRASHED, exit_code=1,
+               detail="The container exited with code 1.", log_tail=f"processing\n{secret}\n")
+    mine = client.get(f"/api/v1/submissions/{submission.pk}/", **headers).json()
+    assert mine["jobs"][0]["detail"] == "The container exited with code 1."
+    assert (mine["jobs"][0].get("last_output_line") == secret) is show_logs
+    assert (secret in str(mine)) is show_logs
+    assert secret not in client.get(f"/submissions/{submission.pk}/").content.decode()  # the public page

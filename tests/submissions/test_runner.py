@@ -156,7 +156,8 @@ def test_a_good_container_runs_unprivileged_offline_on_a_read_only_root(probe_im
 def test_a_crash_is_the_teams_fault_and_keeps_partial_outputs(probe_image, docker_client, tmp_path):
     result, collected = run_probe(SandboxRunner(docker_client), probe_image, tmp_path, "crash")
     assert result.exit_reason == sandbox.CRASHED and result.exit_code == 1
-    assert "ValueError: orientation LPS is not supported" in result.detail
+    assert result.detail == "The container exited with code 1."  # never the container's own words
+    assert "ValueError: orientation LPS is not supported" in sandbox.last_output_line(result.log_tail)
     assert "processing case0" in result.log_tail
     assert list(collected.predictions) == ["case0"]
     assert collected.rejected == {
