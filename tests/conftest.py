@@ -150,7 +150,7 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
     saved = (app.conf.broker_url, app.conf.task_always_eager, settings.DATA_ROOT)
     app.conf.broker_url, app.conf.task_always_eager = redis_url, False
     settings.DATA_ROOT = data_root
-    app.close()  # drop the connection pool made for the old broker URL
+    reset_broker_connections(app)
     wait_until(
         lambda: all((logs / f"{n}.log").read_text().count("ready.") for n in ("inference", "scoring")),
         timeout_s=60,
@@ -166,4 +166,14 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
     app.conf.broker_url, app.conf.task_always_eager, settings.DATA_ROOT = saved
+    reset_broker_connections(app)
+
+
+def reset_broker_connections(app) -> None:
+    """Forget connections and producers made for the old broker URL.
+
+    Even an eager `.delay()` acquires a producer (on memory://), and `app.amqp` caches its producer pool
+    beyond `app.close()`: without this, later messages would go to the in-memory broker, not to Redis.
+    """
     app.close()
+    app.__dict__.pop("amqp", None)  # a cached property: rebuilt on next use, with a fresh producer pool
