@@ -182,8 +182,9 @@ def print_submission(submission: dict) -> None:
     rows = []
     for job in submission.get("jobs", []):
         outcome = job["exit_reason_label"] if job["exit_reason"] and job["exit_reason"] != "ok" else ""
-        detail = f"{outcome}. {job['detail']}".strip(". ") if outcome else ""
-        if job.get("last_output_line"):
+        sentences = [outcome, job["detail"]] if outcome else []
+        detail = " ".join(text if text.endswith(".") else f"{text}." for text in sentences if text)
+        if outcome and job.get("last_output_line"):  # the container's own words, as written
             detail += f" Last line of its output: {job['last_output_line']}"
         seconds = f"{job['run_seconds']:.0f} s" if job.get("run_seconds") is not None else "-"
         rows.append([f"{job['index']}{' (canary)' if job['canary'] else ''}", job["state_label"], str(job["cases"]),

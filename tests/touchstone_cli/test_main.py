@@ -69,3 +69,17 @@ def test_a_long_problem_wraps_under_its_column_to_fit_the_terminal(capsys):
     assert continuation and all(line.startswith(" " * 5) and line[5] != " " for line in continuation)
     assert " ".join(line.strip() for line in lines[2:-1])[5:] == problem.strip()
     assert lines[-1] == "2"
+
+
+def test_a_crashed_job_reads_as_sentences_with_its_last_output_line(capsys):
+    job = {"index": 1, "canary": False, "state_label": "Failed", "cases": 4, "attempt": 1, "run_seconds": 1.0,
+           "exit_reason": "crashed", "exit_reason_label": "Crashed (non-zero exit)",
+           "detail": "The container exited with code 1.", "last_output_line": "ValueError: unsupported orientation"}
+    ok = {**job, "index": 0, "canary": True, "state_label": "Succeeded", "exit_reason": "ok", "detail": "Finished.",
+          "last_output_line": None}
+    cli.print_submission({"id": 3, "team": "bob", "algorithm": "fragile", "phase": "final", "state_label": "Completed",
+                          "jobs": [ok, job], "url": "http://x/submissions/3/"})
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("Crashed (non-zero exit). The container exited with code 1. "
+            "Last line of its output: ValueError: unsupported orientation") in out
+    assert "Finished" not in out  # a job that ended well needs no words
