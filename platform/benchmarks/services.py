@@ -159,18 +159,18 @@ def benchmark_import(*, manifest_path: Path, phase_slug: str | None = None, phas
     if isinstance(spec, str):  # the synthetic generator names only the slug
         spec = {"slug": spec, "name": spec}
     spec = {**spec, **(benchmark_fields or {})}
-    benchmark, _ = Benchmark.objects.update_or_create(
-        slug=spec.pop("slug"),
-        defaults={
-            "name": spec.get("name") or spec.get("slug", ""),
-            "description": spec.get("description", ""),
-            **{key: spec[key] for key in BENCHMARK_SETTINGS if key in spec},
-        },
-    )
+    slug = spec.pop("slug")
+    values = {
+        "name": spec.get("name") or slug,
+        "description": spec.get("description", ""),
+        **{key: spec[key] for key in BENCHMARK_SETTINGS if key in spec},
+    }
     try:
-        benchmark.full_clean()
+        Benchmark(slug=slug, **values).full_clean(validate_unique=False)
     except ValidationError as error:
-        raise ManifestError(f"benchmark settings: {'; '.join(f'{k}: {v[0]}' for k, v in error.message_dict.items())}") from None
+        problems = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in error.message_dict.items())
+        raise ManifestError(f"benchmark settings: {problems}") from None
+    benchmark, _ = Benchmark.objects.update_or_create(slug=slug, defaults=values)
     for label, name in sorted((int(k), v) for k, v in manifest["labels"].items()):
         organ, _ = Organ.objects.get_or_create(benchmark=benchmark, label=label, defaults={"name": name})
         if organ.name != name:

@@ -2,79 +2,61 @@
 
 from __future__ import annotations
 
-import math
 import time
 
-import numpy as np
 import pandas as pd
 from django.db.models import Count, Q
 
 from benchmarks.models import Phase
 from leaderboards import selectors
 from leaderboards.models import LeaderboardSnapshot
+from leaderboards.selectors import METRICS
 from submissions.models import CaseResult
 
 # Case metadata the leaderboard breaks results down by (scalar values; "age" is banded by the statistics).
 BREAKDOWN_FIELDS = ("manufacturer", "scanner_model", "sex", "age")
 
 
-def _clean(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def leaderboard_rows(*, table: pd.DataFrame, submissions, organs: list[str]) -> list[dict]:
-    """One row per algorithm: per-organ means with N (NaN excluded), headline = unweighted mean of organ means."""
-    rows = []
+def leaderboard_rows(*, submissions, statistics: dict, organs: list[str]) -> list[dict]:
+    """One row per algorithm, read from the statistics (no second aggregation): per-organ means with N
+    (NaN excluded), headline = unweighted mean of organ means; ordered and ranked as the statistics ranked
+    the DSC headline (the benchmark's rank method; ties share a rank)."""
     failures = dict(
         CaseResult.objects.filter(submission__in=submissions)
         .values_list("submission_id")
         .annotate(n=Count("case", filter=~Q(refusal=""), distinct=True))
     )
+    sections = statistics.get("metrics", {})
+    boards = {metric: {e["algorithm"]: e for e in sections.get(metric, {}).get("leaderboard", [])} for metric in METRICS}
+    rows = []
     for submission in submissions:
         name = selectors.display_name(submission)
-        mine = table[table["algorithm"] == name]
+        headline = boards["dsc"].get(name, {})
         row = {
             "submission_id": submission.pk,
             "team": submission.team.name,
             "algorithm": submission.algorithm,
             "name": name,
             "completed_at": submission.completed_at.isoformat() if submission.completed_at else None,
-            "cases": int(mine["case"].nunique()),
+            "rank": headline.get("rank"),
+            "cases": statistics["n_cases"] - headline["n_missing_cases"] if headline else 0,
             "failed_cases": int(failures.get(submission.pk, 0)),
         }
-        for metric in selectors.METRICS:
-            values = mine[mine["metric"] == metric]
-            per_organ = {}
-            for organ in organs:
-                scores = values.loc[values["organ"] == organ, "value"].to_numpy(dtype=float)
-                evaluable = scores[~np.isnan(scores)]
-                per_organ[organ] = {
-                    "mean": _clean(evaluable.mean()) if evaluable.size else None,
-                    "n": int(evaluable.size),
-                }
-            means = [entry["mean"] for entry in per_organ.values() if entry["mean"] is not None]
-            row[metric] = {"headline": _clean(float(np.mean(means))) if means else None, "organs": per_organ}
+        for metric in METRICS:
+            organ_stats = sections.get(metric, {}).get("organ_stats", {}).get(name, {})
+            row[metric] = {
+                "headline": boards[metric].get(name, {}).get("mean"),
+                "organs": {
+                    organ: {
+                        "mean": organ_stats.get(organ, {}).get("mean"),
+                        "n": organ_stats.get(organ, {}).get("n_cases", 0),
+                    }
+                    for organ in organs
+                },
+            }
         rows.append(row)
-    rows.sort(key=lambda r: (-(r["dsc"]["headline"] or -1.0), r["name"]))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    return rows
-
-
-def ranked_by_statistics(rows: list[dict], statistics: dict, metric: str = "dsc") -> list[dict]:
-    """Order and rank the rows as the statistics ranked the algorithms (the benchmark's rank method).
-
-    Ties share a rank; without statistics the rows keep their headline order.
-    """
-    board = statistics.get("metrics", {}).get(metric, {}).get("leaderboard", [])
-    ranks = {entry["algorithm"]: entry["rank"] for entry in board}
-    if not ranks:
-        return rows
-    order = {entry["algorithm"]: position for position, entry in enumerate(board)}
-    rows = sorted(rows, key=lambda row: order.get(row["name"], len(order)))
-    for row in rows:
-        row["rank"] = ranks.get(row["name"], row["rank"])
-    return rows
+    order = {name: position for position, name in enumerate(boards["dsc"])}
+    return sorted(rows, key=lambda row: (order.get(row["name"], len(order)), row["name"]))
 
 
 def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> LeaderboardSnapshot:
@@ -86,7 +68,6 @@ def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> Leader
     submissions = selectors.ranked_submissions(phase=phase)
     organs = list(phase.benchmark.organs.values_list("name", flat=True))
     table = selectors.score_table(submissions=submissions)
-    rows = leaderboard_rows(table=table, submissions=submissions, organs=organs)
     statistics: dict = {}
     if len(submissions) >= 1 and not table.empty:
         sites = dict(phase.benchmark.sites.values_list("code", "out_of_distribution"))
@@ -107,11 +88,10 @@ def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> Leader
             p_value_method=phase.benchmark.p_value_method,
             rank_method=phase.benchmark.rank_method,
         )
-        rows = ranked_by_statistics(rows, statistics)
     return LeaderboardSnapshot.objects.create(
         phase=phase,
         submission_ids=[s.pk for s in submissions],
-        rows=rows,
+        rows=leaderboard_rows(submissions=submissions, statistics=statistics, organs=organs),
         statistics=statistics,
         compute_seconds=time.perf_counter() - started,
     )

@@ -99,3 +99,14 @@ def test_a_label_set_cannot_change_under_stored_results(test_set):
     with pytest.raises(CommandError, match="label 1 is 'heart' in the manifest but 'aorta'"):
         run(str(test_set))
     assert Organ.objects.filter(name="heart").count() == 0
+
+
+def test_a_benchmark_setting_out_of_range_is_named(test_set):
+    manifest = json.loads(test_set.read_text())
+    manifest["benchmark"].update(p_value_method="magic", bootstrap_samples=5)
+    test_set.write_text(json.dumps(manifest))
+    with pytest.raises(CommandError) as raised:
+        run(str(test_set))
+    assert "p_value_method: Value 'magic' is not a valid choice." in str(raised.value)
+    assert "bootstrap_samples: Ensure this value is greater than or equal to 100." in str(raised.value)
+    assert Benchmark.objects.count() == 0

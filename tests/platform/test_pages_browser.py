@@ -33,11 +33,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def browser():
     if not shutil.which(CHROMIUM):
         unavailable("Debian's chromium is not installed. Run `make setup`.")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are fine.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the tests themselves are fine.
+    # Scoped to this module, so later fixtures (the Celery workers' environment) do not inherit it.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
