@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from evaluator.organs import OrganSpec
+    from evaluator.scoring.organs import OrganSpec
 
 T = TypeVar("T")
 
 SHAPE = (512, 512, 300)
 SPACING_MM = (0.8, 0.8, 1.5)
-# Same names as evaluator.organs.TOUCHSTONE_ORGANS; spelled out so the parent process never imports the evaluator.
+# Same names as evaluator.scoring.organs.TOUCHSTONE_ORGANS; spelled out so the parent process never imports the evaluator.
 ORGAN_NAMES = ("aorta", "gall_bladder", "kidney_left", "kidney_right", "liver", "pancreas", "postcava", "spleen", "stomach")
 TOLERANCE_MM = 1.5
 # label: (centre as a fraction of the field of view, semi-axes in mm) of ellipsoid lobes
@@ -147,7 +147,7 @@ def write_case(directory: Path, stray_blobs: int) -> tuple[Path, Path]:
 
 
 def _organs() -> tuple[OrganSpec, ...]:
-    from evaluator.organs import OrganSpec
+    from evaluator.scoring.organs import OrganSpec
 
     return tuple(OrganSpec(label, name, TOLERANCE_MM) for label, name in enumerate(ORGAN_NAMES, start=1))
 
@@ -204,7 +204,7 @@ def measure_ours_scoring(reference: Path, prediction: Path, repeat: int) -> dict
 
 
 def measure_deepmind(reference: Path, prediction: Path, repeat: int) -> dict[str, object]:
-    from evaluator.reference import deepmind_scores
+    from evaluator.scoring.reference import deepmind_scores
 
     reference_labels, predicted_labels, spacing = _read_arrays(reference, prediction)
     baseline = _reset_peak()

@@ -46,6 +46,7 @@ import resource  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from evaluator.scoring.organs import TOUCHSTONE_ORGAN_NAMES as TOUCHSTONE_ORGANS  # noqa: E402
 from evaluator.stats.bootstrap import (  # noqa: E402
     StratifiedBootstrap,
     bootstrap_means,
@@ -54,7 +55,7 @@ from evaluator.stats.bootstrap import (  # noqa: E402
 )
 from evaluator.stats.ranking import rank_descending, rank_stability  # noqa: E402
 from evaluator.stats.snapshot import compute_snapshot  # noqa: E402
-from evaluator.stats.tables import TOUCHSTONE_ORGANS, score_cube  # noqa: E402
+from evaluator.stats.tables import score_cube  # noqa: E402
 
 
 def synthetic_scores(cases: int, organs: int, algorithms: int, sites: int, seed: int) -> pd.DataFrame:

@@ -1,7 +1,6 @@
 """Touchstone's evaluator: safe NIfTI reading, segmentation metrics and statistics. Never imports Django."""
 
-from evaluator.loading import LoadError, RefusalCategory, load_prediction, load_reference
-from evaluator.scoring import (
+from evaluator.scoring.cases import (
     CaseScore,
     NsdDefinition,
     OrganScore,
@@ -11,6 +10,7 @@ from evaluator.scoring import (
     score_files,
     score_many,
 )
+from evaluator.scoring.loading import LoadError, RefusalCategory, load_prediction, load_reference
 
 __all__ = [
     "CaseScore",

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from evaluator.loading import LoadError
-from evaluator.organs import DEFAULT_NSD_TOLERANCE_MM, read_labels_json
-from evaluator.scoring import CaseScore, NsdDefinition, OrganScore, score_files
+from evaluator.scoring.cases import CaseScore, NsdDefinition, OrganScore, score_files
+from evaluator.scoring.loading import LoadError
+from evaluator.scoring.organs import DEFAULT_NSD_TOLERANCE_MM, read_labels_json
 
 EXIT_SCORED, EXIT_REFUSED, EXIT_USAGE, EXIT_UNUSABLE_INPUT = 0, 1, 2, 3
 

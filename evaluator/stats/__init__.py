@@ -27,10 +27,8 @@ from evaluator.stats.significance import (
 from evaluator.stats.snapshot import compute_snapshot
 from evaluator.stats.tables import (
     DuplicateCaseError,
-    DuplicatePolicy,
     ScoreCube,
     ScoreTableError,
-    read_touchstone_folder,
     score_cube,
     validate_scores,
 )
@@ -39,7 +37,6 @@ __all__ = [
     "BootstrapMeans",
     "Correction",
     "DuplicateCaseError",
-    "DuplicatePolicy",
     "GroupComparison",
     "IntervalMethod",
     "OrganSummary",
@@ -64,7 +61,6 @@ __all__ = [
     "paired_difference",
     "rank_algorithms",
     "rank_stability",
-    "read_touchstone_folder",
     "score_cube",
     "signed_rank_pvalues",
     "significance_map",

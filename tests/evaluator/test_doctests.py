@@ -8,14 +8,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "evaluator.extents",
-    "evaluator.surface",
-    "evaluator.distances",
-    "evaluator.metrics",
-    "evaluator.scoring",
-    "evaluator.loading",
-    "evaluator.organs",
-    "evaluator.reference",
+    "evaluator.scoring.extents",
+    "evaluator.scoring.surface",
+    "evaluator.scoring.distances",
+    "evaluator.scoring.metrics",
+    "evaluator.scoring.cases",
+    "evaluator.scoring.loading",
+    "evaluator.scoring.organs",
+    "evaluator.scoring.reference",
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from benchmarks.models import Benchmark, Case, Organ
-from evaluator.synthetic import generate_benchmark
+from evaluator.synthetic.benchmark import generate_benchmark
 
 pytestmark = pytest.mark.django_db
 

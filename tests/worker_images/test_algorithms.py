@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from evaluator.synthetic import ORGANS, generate_benchmark
+from evaluator.synthetic.benchmark import ORGANS, generate_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 ALGORITHMS = ROOT / "worker_images" / "algorithms"

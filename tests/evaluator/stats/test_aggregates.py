@@ -15,7 +15,7 @@ from evaluator.stats.aggregates import (
     summarize,
 )
 from evaluator.stats.tables import score_cube
-from tests.evaluator.stats.conftest import long_table
+from tests.evaluator.conftest import long_table
 
 NAN = float("nan")
 

@@ -76,7 +76,7 @@ def test_matrix_bootstrap_equals_a_naive_loop_over_the_same_draws(random_scores)
 
 
 def test_headline_replicate_skips_an_organ_absent_from_the_resample() -> None:
-    from tests.evaluator.stats.conftest import long_table
+    from tests.evaluator.conftest import long_table
 
     nan = float("nan")
     table = long_table(
@@ -146,7 +146,7 @@ def test_bca_and_percentile_intervals_cover_the_estimate(random_scores) -> None:
 
 
 def test_paired_difference_uses_only_cases_both_can_be_scored_on() -> None:
-    from tests.evaluator.stats.conftest import long_table
+    from tests.evaluator.conftest import long_table
 
     nan = float("nan")
     table = long_table(
@@ -184,7 +184,7 @@ def test_pairwise_differences_with_a_missing_case_resample_the_shared_cases(rand
 
 
 def test_intervals_of_constant_scores_collapse_to_the_value() -> None:
-    from tests.evaluator.stats.conftest import long_table
+    from tests.evaluator.conftest import long_table
 
     table = long_table(
         {"alice": {"liver": [0.5] * 6}, "bob": {"liver": [0.7] * 6}}, cases=[f"c{i}" for i in range(6)]

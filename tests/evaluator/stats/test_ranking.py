@@ -17,7 +17,7 @@ from evaluator.stats.ranking import (
     rank_stability,
 )
 from evaluator.stats.tables import score_cube
-from tests.evaluator.stats.conftest import long_table
+from tests.evaluator.conftest import long_table
 
 NAN = float("nan")
 

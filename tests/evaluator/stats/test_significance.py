@@ -18,7 +18,7 @@ from evaluator.stats.significance import (
     significance_map,
 )
 from evaluator.stats.tables import score_cube
-from tests.evaluator.stats.conftest import long_table
+from tests.evaluator.conftest import long_table
 
 
 def _holm_by_hand(p: list[float]) -> list[float]:

@@ -8,16 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluator.stats.tables import (
-    AnomalyKind,
-    DuplicateCaseError,
-    DuplicatePolicy,
-    ScoreTableError,
-    read_touchstone_folder,
-    score_cube,
-    validate_scores,
-)
-from tests.evaluator.stats.conftest import REPO_ROOT, long_table
+from evaluator.stats.tables import DuplicateCaseError, ScoreTableError, score_cube, validate_scores
+from evaluator.touchstone.tables import AnomalyKind, DuplicatePolicy, read_touchstone_folder
+from tests.evaluator.conftest import REPO_ROOT, long_table
 
 NAN = float("nan")
 
@@ -135,7 +128,7 @@ def test_first_n_rows_policy_cuts_the_file(folder: Path) -> None:
 
 def test_evaluator_stats_never_imports_django() -> None:
     code = (
-        "import sys, evaluator.stats, evaluator.figures, evaluator.reproduce_touchstone; "
+        "import sys, evaluator.stats, evaluator.figures, evaluator.touchstone.reproduce; "
         "sys.exit('django' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0

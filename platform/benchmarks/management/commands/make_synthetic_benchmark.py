@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from benchmarks import services
-from evaluator import synthetic
+from evaluator.synthetic import benchmark as synthetic
 
 
 class Command(BaseCommand):

@@ -1,0 +1,3 @@
+from evaluator.synthetic.benchmark import main
+
+main()

@@ -1,0 +1,5 @@
+import sys
+
+from evaluator.touchstone.reproduce import main
+
+sys.exit(main())
