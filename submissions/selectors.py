@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from submissions.models import CaseResult, ExitReason, Job, Submission
-from submissions.runner import last_output_line
+from submissions.sandbox import last_output_line
 
 
 def job_summaries(*, submission: Submission, include_logs: bool, include_last_line: bool = False) -> list[dict]:

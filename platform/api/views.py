@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from benchmarks.models import Phase
 from leaderboards import selectors as leaderboard_selectors
 from leaderboards import summaries
-from submissions import selectors, services
+from submissions import intake, selectors
 from submissions.models import Submission
 
 
@@ -91,9 +91,9 @@ def submissions(request, slug: str | None = None):
             {"detail": "Send the `docker save` tar as the request body with Content-Type: application/x-tar."}
         )
     try:
-        image = services.image_store(team=request.user.team, stream=request._request, declared_size=declared)
-        submission = services.submission_create(team=request.user.team, phase=phase, algorithm=algorithm, image=image)
-    except services.SubmissionRefused as refusal:
+        image = intake.image_store(team=request.user.team, stream=request._request, declared_size=declared)
+        submission = intake.submission_create(team=request.user.team, phase=phase, algorithm=algorithm, image=image)
+    except intake.SubmissionRefused as refusal:
         return Response({"detail": str(refusal)}, status=status.HTTP_400_BAD_REQUEST)
     submission.refresh_from_db()
     return Response(_submission_dict(request, submission, detail=True), status=status.HTTP_201_CREATED)

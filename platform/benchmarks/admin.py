@@ -50,5 +50,5 @@ class PhaseAdmin(admin.ModelAdmin):
         from leaderboards.tasks import compute_leaderboard
 
         for phase in queryset:
-            compute_leaderboard.delay(object_id=phase.pk)
+            compute_leaderboard.delay(phase_id=phase.pk)
         self.message_user(request, f"Queued a new leaderboard snapshot for {queryset.count()} phase(s).")

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from benchmarks.models import Phase
-from submissions import services
+from submissions import inference, scoring
 from submissions.models import CaseResult, ExitReason, Job, Submission
 from tests.factories import JobFactory, SubmissionFactory
 
@@ -27,14 +27,14 @@ def test_perfect_missing_and_corrupt_predictions_are_stored_with_their_status(ph
     job = JobFactory(submission=submission, index=0, is_canary=True, state=Job.State.SCORING, exit_reason=ExitReason.OK)
     perfect, missing, corrupt = list(phase.cases.order_by("case_id"))[:3]
     job.cases.set([perfect, missing, corrupt])
-    predictions = services.job_dir(job) / "predictions"
+    predictions = inference.job_dir(job) / "predictions"
     predictions.mkdir(parents=True)
     shutil.copyfile(settings.DATA_ROOT / perfect.reference_path, predictions / f"{perfect.case_id}.nii.gz")
     (predictions / f"{corrupt.case_id}.nii.gz").write_bytes(b"\x1f\x8b definitely not a nifti")
 
     with django_capture_on_commit_callbacks(execute=False):
-        services.job_score(job_id=job.pk)
-        services.job_score(job_id=job.pk)  # a redelivered message changes nothing
+        scoring.job_score(job_id=job.pk)
+        scoring.job_score(job_id=job.pk)  # a redelivered message changes nothing
 
     n_organs = phase.benchmark.organs.count()
     assert CaseResult.objects.filter(submission=submission).count() == 3 * n_organs

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from submissions import services
+from submissions import inference, intake, progress
 from submissions.models import AlgorithmImage, ExitReason, Job, Submission
 from tests.factories import CaseFactory, JobFactory, PhaseFactory, SiteFactory, SubmissionFactory, TeamFactory
 
@@ -24,7 +24,7 @@ def phase():
 def test_jobs_put_a_canary_from_every_site_first_then_shards(phase, django_capture_on_commit_callbacks):
     submission = SubmissionFactory(phase=phase)
     with django_capture_on_commit_callbacks() as callbacks:
-        jobs = services.jobs_create(submission=submission)
+        jobs = intake.jobs_create(submission=submission)
     assert [job.cases.count() for job in jobs] == [3, 4, 4]
     canary_sites = {case.site.code for case in jobs[0].cases.all()}
     assert canary_sites == {"a", "b", "c"}
@@ -38,15 +38,15 @@ def test_jobs_put_a_canary_from_every_site_first_then_shards(phase, django_captu
 
 def test_jobs_are_created_once_even_if_validation_runs_twice(phase):
     submission = SubmissionFactory(phase=phase)
-    services.jobs_create(submission=submission)
-    assert services.jobs_create(submission=submission) == []
+    intake.jobs_create(submission=submission)
+    assert intake.jobs_create(submission=submission) == []
     assert Job.objects.filter(submission=submission).count() == 3
 
 
 def test_a_job_is_claimed_by_exactly_one_worker():
     job = JobFactory(state=Job.State.QUEUED, submission__state=Submission.State.QUEUED)
-    assert services.job_claim(job_id=job.pk) is True
-    assert services.job_claim(job_id=job.pk) is False  # a redelivered message
+    assert inference.job_claim(job_id=job.pk) is True
+    assert inference.job_claim(job_id=job.pk) is False  # a redelivered message
     job.refresh_from_db()
     assert job.state == Job.State.RUNNING and job.attempt == 1
     job.submission.refresh_from_db()
@@ -57,10 +57,10 @@ def test_platform_errors_are_retried_then_fail_the_submission_without_using_quot
     settings.JOB_MAX_ATTEMPTS = 2
     job = JobFactory(state=Job.State.QUEUED, submission__state=Submission.State.QUEUED)
     for attempt in (1, 2):
-        assert services.job_claim(job_id=job.pk)
+        assert inference.job_claim(job_id=job.pk)
         job.refresh_from_db()
         with django_capture_on_commit_callbacks() as callbacks:
-            services._job_platform_error(job=job, error=RuntimeError("docker daemon restarted"))
+            inference._job_platform_error(job=job, error=RuntimeError("docker daemon restarted"))
         job.refresh_from_db()
         if attempt == 1:
             assert job.state == Job.State.QUEUED and len(callbacks) == 1
@@ -74,10 +74,10 @@ def test_platform_errors_are_retried_then_fail_the_submission_without_using_quot
 def test_a_stale_running_job_is_put_back(django_capture_on_commit_callbacks):
     job = JobFactory(state=Job.State.QUEUED, submission__state=Submission.State.QUEUED)
     job.cases.add(CaseFactory(benchmark=job.submission.phase.benchmark))
-    services.job_claim(job_id=job.pk)
+    inference.job_claim(job_id=job.pk)
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=5))
     with django_capture_on_commit_callbacks():
-        assert services.jobs_requeue_stale() == 1
+        assert inference.jobs_requeue_stale() == 1
     job.refresh_from_db()
     assert job.state == Job.State.QUEUED
     assert "stopped answering" in job.detail
@@ -89,31 +89,31 @@ def test_daily_quota_counts_the_teams_submissions_but_not_platform_failures(phas
     SubmissionFactory(team=team, phase=phase, image=image, state=Submission.State.FAILED,
                       failure_reason="Platform error: job 0 failed 3 times")
     with django_capture_on_commit_callbacks():
-        services.submission_create(team=team, phase=phase, algorithm="a", image=image)
-        services.submission_create(team=team, phase=phase, algorithm="a", image=image)
-        with pytest.raises(services.SubmissionRefused, match="used its 2 submissions"):
-            services.submission_create(team=team, phase=phase, algorithm="a", image=image)
+        intake.submission_create(team=team, phase=phase, algorithm="a", image=image)
+        intake.submission_create(team=team, phase=phase, algorithm="a", image=image)
+        with pytest.raises(intake.SubmissionRefused, match="used its 2 submissions"):
+            intake.submission_create(team=team, phase=phase, algorithm="a", image=image)
 
 
 def test_closed_phase_and_refused_image_are_refused_with_reasons(phase):
     team = TeamFactory()
     image = AlgorithmImage.objects.create(team=team, sha256="e" * 64, size_bytes=1, tar_path="images/x.tar",
                                           state=AlgorithmImage.State.INVALID, error="The image is linux/arm64")
-    with pytest.raises(services.SubmissionRefused, match="arm64"):
-        services.submission_create(team=team, phase=phase, algorithm="a", image=image)
+    with pytest.raises(intake.SubmissionRefused, match="arm64"):
+        intake.submission_create(team=team, phase=phase, algorithm="a", image=image)
     phase.is_open = False
     phase.save()
-    with pytest.raises(services.SubmissionRefused, match="closed"):
-        services.submission_create(team=team, phase=phase, algorithm="a", image=image)
+    with pytest.raises(intake.SubmissionRefused, match="closed"):
+        intake.submission_create(team=team, phase=phase, algorithm="a", image=image)
 
 
 def test_a_failed_canary_without_usable_output_stops_the_fan_out(phase, django_capture_on_commit_callbacks):
     submission = SubmissionFactory(phase=phase)
-    jobs = services.jobs_create(submission=submission)
+    jobs = intake.jobs_create(submission=submission)
     Job.objects.filter(pk=jobs[0].pk).update(state=Job.State.FAILED, exit_reason=ExitReason.CRASHED,
                                              detail="The container exited with code 1.")
     with django_capture_on_commit_callbacks() as callbacks:
-        services.submission_advance(submission_id=submission.pk)
+        progress.submission_advance(submission_id=submission.pk)
     submission.refresh_from_db()
     assert submission.state == Submission.State.FAILED
     assert "canary" in submission.failure_reason and "exited with code 1" in submission.failure_reason

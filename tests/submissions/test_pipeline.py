@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 import evaluator
 from benchmarks.models import Phase
 from leaderboards.models import LeaderboardSnapshot
-from submissions import services
+from submissions import inference, scoring
 from submissions.models import CaseResult, ExitReason, Job, Submission
-from submissions.runner import last_output_line
+from submissions.sandbox import last_output_line
 from teams import services as team_services
 from tests.conftest import ROOT, wait_until
 
@@ -79,13 +80,13 @@ def test_baseline_and_fragile_run_score_and_rank_end_to_end(phase, live_server, 
     assert all(job.worker for job in jobs)
 
     # Stored results equal scoring the collected predictions directly with the evaluator.
-    organs = services.organ_specs(phase.benchmark)
-    data_root = Path(services.settings.DATA_ROOT)
+    organs = scoring.organ_specs(phase.benchmark)
+    data_root = Path(settings.DATA_ROOT)
     n_organs = phase.benchmark.organs.count()
     assert CaseResult.objects.filter(submission=baseline).count() == phase.cases.count() * n_organs
     for job in jobs:
         for case in job.cases.all():
-            prediction = services.job_dir(job) / "predictions" / f"{case.case_id}.nii.gz"
+            prediction = inference.job_dir(job) / "predictions" / f"{case.case_id}.nii.gz"
             expected = evaluator.score_files(data_root / case.reference_path, prediction, organs)
             assert expected.refusal is None
             for organ_score in expected.organs:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from docker.types import DeviceRequest
 
-from submissions import runner as sandbox
-from submissions.runner import InputCase, SandboxLimits, SandboxRunner, container_settings
+from submissions import sandbox
+from submissions.sandbox import InputCase, SandboxLimits, SandboxRunner, container_settings
 
 PROBE = textwrap.dedent(
     """
