@@ -53,8 +53,8 @@ from evaluator.stats.bootstrap import (  # noqa: E402
     mean_intervals,
     percentile_interval,
 )
+from evaluator.stats.compute import compute_snapshot  # noqa: E402
 from evaluator.stats.ranking import rank_descending, rank_stability  # noqa: E402
-from evaluator.stats.snapshot import compute_snapshot  # noqa: E402
 from evaluator.stats.tables import score_cube  # noqa: E402
 
 
@@ -156,7 +156,7 @@ def main() -> None:
     whole = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
-        f"whole snapshot (validation, aggregates, CIs, {len(snapshot['metrics']['dsc']['significance'])} "
+        f"whole snapshot (validation, aggregates, CIs, {len(snapshot.metrics['dsc'].significance)} "
         f"significance maps, rank stability, paired differences, breakdowns): {whole:8.2f} s"
     )
     print(f"peak RSS of this process: {peak_gb:.2f} GB")

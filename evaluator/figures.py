@@ -1,63 +1,56 @@
 """Plotly figures of a leaderboard snapshot: CI forest plot, significance heatmap, rank blobs, site heatmap, boxplots.
 
-Pure functions from the JSON snapshot of `evaluator.stats.snapshot.compute_snapshot` (or,
+Pure functions from the `Snapshot` of `evaluator.stats.compute.compute_snapshot` (or,
 for the boxplots, a long score table) to `plotly.graph_objects.Figure`. They compute no
 statistics beyond reading the snapshot, so pages can call them cheaply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from evaluator.stats.aggregates import box_statistics
+from evaluator.stats.snapshot import OrganStats, Snapshot
 from evaluator.stats.tables import score_cube
 
 SIGNIFICANT_COLOUR = "#f2d600"  # Touchstone's yellow: column significantly better than row
 NOT_SIGNIFICANT_COLOUR = "#2b4ea2"  # Touchstone's blue
 
 
-def _metric(snapshot: Mapping[str, Any], metric: str) -> Mapping[str, Any]:
-    try:
-        return snapshot["metrics"][metric]
-    except KeyError:
-        raise KeyError(
-            f"The snapshot has no metric {metric!r}; it has {list(snapshot['metrics'])}."
-        ) from None
-
-
 def _label(metric: str) -> str:
     return metric.upper()
 
 
-def forest_plot(snapshot: Mapping[str, Any], metric: str, organ: str | None = None) -> go.Figure:
+def forest_plot(snapshot: Snapshot, metric: str, organ: str | None = None) -> go.Figure:
     """Mean and bootstrap CI per algorithm (best at the top); `organ` None = the headline."""
-    section = _metric(snapshot, metric)
+    section = snapshot.section(metric)
+    rows: list[tuple[str, float | None, float | None, float | None, int | None]]
     if organ is None:
-        rows = [(r["algorithm"], r["mean"], r["ci_low"], r["ci_high"], None) for r in section["leaderboard"]]
+        rows = [(r.algorithm, r.mean, r.ci_low, r.ci_high, None) for r in section.leaderboard]
         what = "headline"
     else:
-        if organ not in section["organs"]:
-            raise KeyError(f"No organ {organ!r} for {metric}; organs: {section['organs']}.")
-        stats = section["organ_stats"]
+        if organ not in section.organs:
+            raise KeyError(f"No organ {organ!r} for {metric}; organs: {section.organs}.")
+        stats = section.organ_stats
         rows = [
             (
                 a,
-                stats[a][organ]["mean"],
-                stats[a][organ]["ci_low"],
-                stats[a][organ]["ci_high"],
-                stats[a][organ]["n_cases"],
+                stats[a][organ].mean,
+                stats[a][organ].ci_low,
+                stats[a][organ].ci_high,
+                stats[a][organ].n_cases,
             )
             for a in stats
         ]
         what = organ
     rows = sorted(rows, key=lambda r: -np.inf if r[1] is None else r[1])  # best last = drawn at the top
     means = [r[1] for r in rows]
-    level = snapshot["parameters"]["confidence_level"]
+    level = snapshot.parameters.confidence_level
     figure = go.Figure(
         go.Scatter(
             x=means,
@@ -88,17 +81,17 @@ def forest_plot(snapshot: Mapping[str, Any], metric: str, organ: str | None = No
     return figure
 
 
-def significance_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str) -> go.Figure:
+def significance_heatmap(snapshot: Snapshot, metric: str, organ: str) -> go.Figure:
     """Touchstone's significance map: yellow where the column algorithm is significantly better than the row.
 
     Columns in median order (best first), rows in reverse order, as the published figure.
     """
-    section = _metric(snapshot, metric)
+    section = snapshot.section(metric)
     try:
-        panel = section["significance"][organ]
+        panel = section.significance[organ]
     except KeyError:
-        raise KeyError(f"No significance map for organ {organ!r}; organs: {section['organs']}.") from None
-    order: Sequence[str] = panel["order"]
+        raise KeyError(f"No significance map for organ {organ!r}; organs: {section.organs}.") from None
+    order: Sequence[str] = panel.order
     rows = list(reversed(order))
     index = {a: i for i, a in enumerate(order)}
     z: list[list[float | None]] = []
@@ -112,11 +105,11 @@ def significance_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str) -
                 hover_row.append("")
                 continue
             i, j = index[x], index[y]
-            z_row.append(1.0 if panel["better"][i][j] else 0.0)
-            p_adj = panel["p_adjusted"][i][j]
+            z_row.append(1.0 if panel.better[i][j] else 0.0)
+            p_adj = panel.p_adjusted[i][j]
             hover_row.append(
-                f"{x} better than {y}: {'yes' if panel['better'][i][j] else 'no'}<br>"
-                f"Holm-adjusted p = {'n/a' if p_adj is None else f'{p_adj:.3g}'}; N = {panel['n_cases'][i][j]}"
+                f"{x} better than {y}: {'yes' if panel.better[i][j] else 'no'}<br>"
+                f"Holm-adjusted p = {'n/a' if p_adj is None else f'{p_adj:.3g}'}; N = {panel.n_cases[i][j]}"
             )
         z.append(z_row)
         hover.append(hover_row)
@@ -145,7 +138,7 @@ def significance_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str) -
     figure.add_shape(
         type="line", x0=-0.5, y0=n - 0.5, x1=n - 0.5, y1=-0.5, line={"color": "black", "width": 1}
     )
-    alpha = snapshot["parameters"]["alpha"]
+    alpha = snapshot.parameters.alpha
     figure.update_layout(
         title={
             "text": f"{_label(metric)} {organ}: significance",
@@ -159,15 +152,15 @@ def significance_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str) -
     return figure
 
 
-def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | None = None) -> go.Figure:
+def rank_stability_plot(snapshot: Snapshot, metric: str, organ: str | None = None) -> go.Figure:
     """challengeR's blob plot: area of a blob = share of bootstrap resamples giving that rank.
 
     Black diamonds: the full-data rank; lines: the 95% range of bootstrap ranks (headline only).
     """
-    stability = _metric(snapshot, metric)["rank_stability"]
-    source = stability if organ is None else stability["per_organ"][organ]
-    algorithms: Sequence[str] = source["algorithms"]
-    counts = np.asarray(source["rank_counts"], dtype=float)
+    stability = snapshot.section(metric).rank_stability
+    source = stability if organ is None else stability.per_organ[organ]
+    algorithms: Sequence[str] = source.algorithms
+    counts = np.asarray(source.rank_counts, dtype=float)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     xs, ys, sizes, texts = [], [], [], []
     for a, algorithm in enumerate(algorithms):
@@ -190,7 +183,7 @@ def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | N
     figure.add_trace(
         go.Scatter(
             x=list(algorithms),
-            y=source["full_rank"],
+            y=source.full_rank,
             mode="markers",
             name="full-data rank",
             marker={"symbol": "diamond", "color": "black", "size": 8},
@@ -198,7 +191,7 @@ def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | N
     )
     if organ is None:
         for algorithm, low, high in zip(
-            algorithms, stability["rank_ci_low"], stability["rank_ci_high"], strict=True
+            algorithms, stability.rank_ci_low, stability.rank_ci_high, strict=True
         ):
             if low is not None and high is not None:
                 figure.add_shape(
@@ -209,8 +202,8 @@ def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | N
                     y1=high,
                     line={"color": "black", "width": 1},
                 )
-        tau = stability["kendall_tau"]["median"]
-        subtitle = stability["method"].replace("_", " ") + (
+        tau = stability.kendall_tau.median
+        subtitle = stability.method.replace("_", " ") + (
             f"; median Kendall's τ {tau:.3f}" if tau is not None else ""
         )
     else:
@@ -219,7 +212,7 @@ def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | N
     figure.update_layout(
         title={
             "text": f"{_label(metric)} rank stability",
-            "subtitle": {"text": f"{stability['n_resamples']} resamples; {subtitle}"},
+            "subtitle": {"text": f"{stability.n_resamples} resamples; {subtitle}"},
         },
         yaxis={"autorange": "reversed", "dtick": 1, "range": [n + 0.5, 0.5], "title": "rank"},
         xaxis={"tickangle": -45, "automargin": True},
@@ -229,20 +222,20 @@ def rank_stability_plot(snapshot: Mapping[str, Any], metric: str, organ: str | N
     return figure
 
 
-def site_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str | None = None) -> go.Figure:
+def site_heatmap(snapshot: Snapshot, metric: str, organ: str | None = None) -> go.Figure:
     """Algorithms (leaderboard order) x sites: headline per site, or one organ's mean. OOD sites are marked."""
-    section = _metric(snapshot, metric)
-    per_site = section["per_site"]
-    algorithms = [r["algorithm"] for r in section["leaderboard"]]
+    section = snapshot.section(metric)
+    per_site = section.per_site
+    algorithms = [r.algorithm for r in section.leaderboard]
     labels = [
         f"{site} (OOD)" if ood else site
-        for site, ood in zip(per_site["sites"], per_site["out_of_distribution"], strict=True)
+        for site, ood in zip(per_site.sites, per_site.out_of_distribution, strict=True)
     ]
     if organ is None:
-        z = [per_site["headline"][a] for a in algorithms]
+        z = [per_site.headline[a] for a in algorithms]
         what = "headline"
     else:
-        z = [per_site["organ_means"][a][organ] for a in algorithms]
+        z = [per_site.organ_means[a][organ] for a in algorithms]
         what = organ
     figure = go.Figure(
         go.Heatmap(
@@ -251,7 +244,7 @@ def site_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str | None = N
             y=algorithms,
             colorscale="Viridis",
             colorbar={"title": _label(metric)},
-            customdata=[per_site["n_cases"]] * len(algorithms),
+            customdata=[per_site.n_cases] * len(algorithms),
             hovertemplate="%{y} at %{x}: %{z:.4f} (%{customdata} cases)<extra></extra>",
         )
     )
@@ -265,21 +258,29 @@ def site_heatmap(snapshot: Mapping[str, Any], metric: str, organ: str | None = N
     return figure
 
 
-def _box_rows_from_scores(
-    scores: pd.DataFrame, metric: str
-) -> tuple[list[str], list[str], dict[str, dict[str, dict[str, float]]]]:
+@dataclass(frozen=True)
+class _Box:
+    """One box of a box plot; None where the organ has no evaluable case."""
+
+    q1: float | None
+    median: float | None
+    q3: float | None
+    whisker_low: float | None
+    whisker_high: float | None
+    mean: float | None
+
+    @classmethod
+    def of(cls, stats: OrganStats) -> _Box:
+        return cls(stats.q1, stats.median, stats.q3, stats.whisker_low, stats.whisker_high, stats.mean)
+
+
+def _boxes_from_scores(scores: pd.DataFrame, metric: str) -> tuple[list[str], list[str], dict[str, dict[str, _Box]]]:
     cube = score_cube(scores, metric)
     boxes = box_statistics(cube.values.transpose(0, 2, 1))
+    parts = (boxes.q1, boxes.median, boxes.q3, boxes.whisker_low, boxes.whisker_high, boxes.mean)
     rows = {
         algorithm: {
-            organ: {
-                "q1": float(boxes.q1[a, o]),
-                "median": float(boxes.median[a, o]),
-                "q3": float(boxes.q3[a, o]),
-                "whisker_low": float(boxes.whisker_low[a, o]),
-                "whisker_high": float(boxes.whisker_high[a, o]),
-                "mean": float(boxes.mean[a, o]),
-            }
+            organ: _Box(*(None if np.isnan(part[a, o]) else float(part[a, o]) for part in parts))
             for o, organ in enumerate(cube.organs)
         }
         for a, algorithm in enumerate(cube.algorithms)
@@ -288,7 +289,7 @@ def _box_rows_from_scores(
 
 
 def organ_boxplots(
-    source: Mapping[str, Any] | pd.DataFrame, metric: str, algorithms: Sequence[str] | None = None
+    source: Snapshot | pd.DataFrame, metric: str, algorithms: Sequence[str] | None = None
 ) -> go.Figure:
     """Per-organ boxplots of per-case scores, one colour per algorithm.
 
@@ -297,27 +298,30 @@ def organ_boxplots(
     Whiskers reach the most extreme case within 1.5 IQR of the quartiles.
     """
     if isinstance(source, pd.DataFrame):
-        names, organs, rows = _box_rows_from_scores(source, metric)
+        names, organs, rows = _boxes_from_scores(source, metric)
     else:
-        section = _metric(source, metric)
-        names = [r["algorithm"] for r in section["leaderboard"]]
-        organs = list(section["organs"])
-        rows = section["organ_stats"]
+        section = source.section(metric)
+        names = [r.algorithm for r in section.leaderboard]
+        organs = list(section.organs)
+        rows = {
+            algorithm: {organ: _Box.of(stats) for organ, stats in by_organ.items()}
+            for algorithm, by_organ in section.organ_stats.items()
+        }
     chosen = list(algorithms) if algorithms is not None else names
     figure = go.Figure()
     for algorithm in chosen:
         stats = rows[algorithm]
-        present = [o for o in organs if stats[o]["median"] is not None and not np.isnan(stats[o]["median"])]
+        present = [o for o in organs if stats[o].median is not None]
         figure.add_trace(
             go.Box(
                 name=algorithm,
                 x=present,
-                q1=[stats[o]["q1"] for o in present],
-                median=[stats[o]["median"] for o in present],
-                q3=[stats[o]["q3"] for o in present],
-                lowerfence=[stats[o]["whisker_low"] for o in present],
-                upperfence=[stats[o]["whisker_high"] for o in present],
-                mean=[stats[o]["mean"] for o in present],
+                q1=[stats[o].q1 for o in present],
+                median=[stats[o].median for o in present],
+                q3=[stats[o].q3 for o in present],
+                lowerfence=[stats[o].whisker_low for o in present],
+                upperfence=[stats[o].whisker_high for o in present],
+                mean=[stats[o].mean for o in present],
                 boxpoints=False,
             )
         )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import pandas as pd
 
+from evaluator.stats.aggregates import DistanceMeans, distance_means, group_means, summarize
+from evaluator.stats.tables import SCORE_COLUMNS, score_cube
 from submissions.models import CaseResult, ExitReason, Job, Submission
-from submissions.sandbox import last_output_line
 
 
 def job_summaries(*, submission: Submission, include_logs: bool, include_last_line: bool = False) -> list[dict]:
@@ -29,7 +31,7 @@ def job_summaries(*, submission: Submission, include_logs: bool, include_last_li
             "run_seconds": job.run_seconds,
             **({"log_tail": job.log_tail} if include_logs else {}),
             **(
-                {"last_output_line": last_output_line(job.log_tail)}
+                {"last_output_line": job.last_output_line}
                 if include_last_line and job.exit_reason == ExitReason.CRASHED
                 else {}
             ),
@@ -38,74 +40,100 @@ def job_summaries(*, submission: Submission, include_logs: bool, include_last_li
     ]
 
 
-def _mean(values: list[float]) -> float | None:
-    finite = [v for v in values if v is not None]
-    return float(np.mean(finite)) if finite else None
+def results_summary(*, submission: Submission) -> dict:
+    """Headline DSC and NSD, per organ and per site, aggregated by `evaluator.stats` as the leaderboard is.
 
-
-def organ_summary(*, submission: Submission) -> list[dict]:
-    """Per organ: mean DSC/NSD/HD95 over evaluable cases, N evaluable, N missed or refused."""
-    grouped: dict[tuple[int, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    rows = CaseResult.objects.filter(submission=submission).values_list(
-        "organ__label", "organ__name", "status", "dsc", "nsd", "hd95_mm"
-    )
-    for label, name, status, dsc, nsd, hd95 in rows:
-        entry = grouped[(label, name)]
-        entry["status"].append(status)
-        if status != CaseResult.Status.ABSENT:
-            entry["dsc"].append(dsc)
-            entry["nsd"].append(nsd)
-            entry["hd95_mm"].append(hd95)
-    summary = []
-    for (label, name), entry in sorted(grouped.items()):
-        summary.append(
-            {
-                "label": label,
-                "organ": name,
-                "dsc": _mean(entry["dsc"]),
-                "nsd": _mean(entry["nsd"]),
-                "hd95_mm": _mean(entry["hd95_mm"]),
-                "n": len(entry["dsc"]),
-                "n_failed": sum(s in (CaseResult.Status.MISSED, CaseResult.Status.REFUSED) for s in entry["status"]),
-            }
+    Per organ: mean DSC/NSD over evaluable cases with N, missed-or-refused count, and the HD95 mean over the
+    cases with a finite distance beside `hd95_n_infinite`, the cases whose HD95 is infinite (organ missed or
+    no valid output; no finite worst value is set, so they are counted, never averaged away). Per site: the
+    headline (unweighted mean of the site's organ means), cases and cases without valid output.
+    """
+    rows = list(
+        CaseResult.objects.filter(submission=submission)
+        .order_by("organ__label", "organ__name", "case__case_id")
+        .values_list(
+            "case__case_id", "case__site__code", "case__site__name", "case__site__out_of_distribution",
+            "organ__label", "organ__name", "status", "refusal", "dsc", "nsd", "hd95_mm", "assd_mm", named=True,
         )
-    return summary
-
-
-def headline(organs: list[dict], metric: str) -> float | None:
-    return _mean([organ[metric] for organ in organs])
-
-
-def site_summary(*, submission: Submission) -> list[dict]:
-    """Per site: headline DSC and NSD (unweighted mean of the site's organ means) and case counts."""
-    values: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    sites: dict[str, tuple[str, bool]] = {}
-    cases: dict[str, set] = defaultdict(set)
-    failed: dict[str, set] = defaultdict(set)
-    rows = CaseResult.objects.filter(submission=submission).values_list(
-        "case__site__code", "case__site__name", "case__site__out_of_distribution", "case_id", "organ__name",
-        "dsc", "nsd", "status", "refusal",
     )
-    for code, name, ood, case_id, organ, dsc, nsd, status, refusal in rows:
-        sites[code] = (name, ood)
-        cases[code].add(case_id)
-        if refusal:
-            failed[code].add(case_id)
-        if status != CaseResult.Status.ABSENT:
-            values[code]["dsc"][organ].append(dsc)
-            values[code]["nsd"][organ].append(nsd)
-    return [
+    if not rows:
+        return {"dsc": None, "nsd": None, "organs": [], "sites": []}
+    table = pd.DataFrame.from_records(
+        [
+            (row.case__case_id, row.case__site__code, "submission", row.organ__name, metric,
+             np.nan if value is None else value)
+            for row in rows
+            for metric, value in (("dsc", row.dsc), ("nsd", row.nsd))
+        ],
+        columns=list(SCORE_COLUMNS),
+    )
+    labels = {row.organ__name: row.organ__label for row in rows}  # in label order
+    organs = list(labels)
+    cubes = {metric: score_cube(table, metric, organs=organs) for metric in ("dsc", "nsd")}
+    summaries = {metric: summarize(cube) for metric, cube in cubes.items()}
+    by_site = {metric: group_means(cube, cube.sites.astype(object)) for metric, cube in cubes.items()}
+    worst_mm = submission.phase.benchmark.distance_worst_mm
+    hd95 = distance_summary(rows, organs, "hd95_mm", worst_mm=worst_mm)
+    assd = distance_summary(rows, organs, "assd_mm", worst_mm=worst_mm)
+    failed_statuses = (CaseResult.Status.MISSED, CaseResult.Status.REFUSED)
+    organ_rows = [
+        {
+            "label": labels[organ],
+            "organ": organ,
+            "dsc": _number(summaries["dsc"].mean[0, o]),
+            "nsd": _number(summaries["nsd"].mean[0, o]),
+            "hd95_mm": _number(hd95.mean_mm[o]),
+            "hd95_n_infinite": int(hd95.n_infinite[o]),
+            "assd_mm": _number(assd.mean_mm[o]),
+            "distance_worst_mm": worst_mm,
+            "n": int(summaries["dsc"].n_cases[0, o]),
+            "n_failed": sum(row.status in failed_statuses for row in rows if row.organ__name == organ),
+        }
+        for o, organ in enumerate(organs)
+    ]
+    sites = {row.case__site__code: row for row in rows}
+    cases, failed = defaultdict(set), defaultdict(set)
+    for row in rows:
+        cases[row.case__site__code].add(row.case__case_id)
+        if row.refusal:
+            failed[row.case__site__code].add(row.case__case_id)
+    site_rows = [
         {
             "site": code,
-            "name": sites[code][0],
-            "out_of_distribution": sites[code][1],
+            "name": sites[code].case__site__name,
+            "out_of_distribution": sites[code].case__site__out_of_distribution,
             "cases": len(cases[code]),
             "failed_cases": len(failed[code]),
-            "dsc": _mean([_mean(v) for v in values[code]["dsc"].values()]),
-            "nsd": _mean([_mean(v) for v in values[code]["nsd"].values()]),
+            "dsc": _number(by_site["dsc"].headline[0, g]),
+            "nsd": _number(by_site["nsd"].headline[0, g]),
         }
-        for code in sorted(sites)
+        for g, code in enumerate(by_site["dsc"].groups)
     ]
+    return {
+        "dsc": _number(summaries["dsc"].headline[0]),
+        "nsd": _number(summaries["nsd"].headline[0]),
+        "organs": organ_rows,
+        "sites": site_rows,
+    }
+
+
+def distance_summary(rows: list, organs: list[str], field: str, *, worst_mm: float | None) -> DistanceMeans:
+    """A surface distance (`hd95_mm`, `assd_mm`) per organ over its cases: NaN where the organ is not in the
+    reference, infinite where it has no distance (missed, or no valid output), which counts at the
+    benchmark's `worst_mm` when set (else it is counted beside the mean of the finite ones)."""
+    distances: dict[str, list[float]] = {organ: [] for organ in organs}
+    for row in rows:
+        value = getattr(row, field)
+        absent = row.status == CaseResult.Status.ABSENT
+        distances[row.organ__name].append(np.nan if absent else np.inf if value is None else value)
+    padded = np.full((len(organs), max(map(len, distances.values()), default=0)), np.nan)
+    for o, organ in enumerate(organs):
+        padded[o, : len(distances[organ])] = distances[organ]
+    return distance_means(padded, worst_mm=worst_mm)
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def case_rows(*, submission: Submission) -> list[dict]:

@@ -1,7 +1,7 @@
 """Session fixtures for the real services: Redis, Celery worker processes, dockerd, the test set.
 
-PostgreSQL is the test database of pytest-django (DATABASE_URL, set by `make test`). Redis is a private
-server on a free loopback port. Workers are real `celery worker` processes on the test database.
+PostgreSQL is the test database of pytest-django (DATABASE_URL, set by `make test`): a database test
+fails at once without it, never falls back to SQLite. Redis is a private server on a free loopback port. Workers are real `celery worker` processes on the test database.
 Nothing here is mocked. A missing service skips its tests locally and fails them under CI=true.
 """
 
@@ -46,6 +46,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """Refuse to create a test database anywhere but PostgreSQL (pytest-django runs this first).
+
+    Without DATABASE_URL the settings fall back to the demo's SQLite, which hides locking, constraint and
+    transaction behaviour the platform depends on. Tests that use no database run without one.
+    """
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine != "django.db.backends.postgresql":
+        found = f"DATABASE_URL selects {engine}" if os.environ.get("DATABASE_URL") else "DATABASE_URL is unset"
+        pytest.fail(
+            f"Database tests need PostgreSQL, but {found}. Run them with `make test`, or set DATABASE_URL "
+            "as the Makefile does, e.g. DATABASE_URL=postgres://%2Fvar%2Frun%2Fpostgresql/touchstone.",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -99,10 +118,30 @@ def _ping(client) -> bool:
 
 
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory) -> Path:
+def data_root(tmp_path_factory) -> Iterator[Path]:
+    """The session's DATA_ROOT. At the end nothing may be mounted under it: a leaked mount is a bug.
+
+    Whatever is left (an attempt's /output no worker or reaper unmounted) is unmounted here, so pytest
+    never leaves busy folders behind, and the session fails naming each mount.
+    """
     root = tmp_path_factory.mktemp("data_root")
     root.chmod(0o755)
-    return root
+    yield root
+    from submissions import sandbox
+
+    left = sandbox.mounts_under(root)
+    for mount_point, _filesystem in left:
+        try:
+            sandbox.unmount(mount_point)
+        except sandbox.PlatformError as error:
+            print(f"could not unmount {mount_point}: {error}", file=sys.stderr)
+    if left:
+        listed = "\n".join(f"  {mount_point} ({filesystem})" for mount_point, filesystem in left)
+        pytest.fail(
+            f"{len(left)} mount(s) were left under the session's DATA_ROOT {root} (now unmounted):\n{listed}\n"
+            "Every attempt's /output must be unmounted by its worker, or by the reaper once its lease is gone.",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -114,8 +153,6 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
     from touchstone_site.celery import app
 
     database = connection.settings_dict
-    if database["ENGINE"] != "django.db.backends.postgresql":
-        unavailable("integration tests need PostgreSQL: set DATABASE_URL (make test does)")
     from urllib.parse import quote
 
     credentials = f"{quote(database['USER'])}:{quote(database['PASSWORD'])}@" if database["USER"] else ""
@@ -128,6 +165,8 @@ def celery_workers(django_db_setup, redis_url, data_root, docker_client) -> Iter
         "DATA_ROOT": str(data_root),
         "PYTHONPATH": f"{ROOT / 'platform'}:{ROOT}",
         "TOUCHSTONE_SCORING_PROCESSES": "2",
+        # Containers of this session only: the reaper never touches another session's on a shared engine.
+        "TOUCHSTONE_SANDBOX_CONTAINER_PREFIX": f"touchstone-job-s{os.getpid()}",
         "PYTHONUNBUFFERED": "1",
     }
     logs = data_root.parent / "worker-logs"
@@ -177,3 +216,21 @@ def reset_broker_connections(app) -> None:
     """
     app.close()
     app.__dict__.pop("amqp", None)  # a cached property: rebuilt on next use, with a fresh producer pool
+
+
+SYNTHETIC_PHASE = "touchstone-synthetic-final"
+
+
+@pytest.fixture
+def synthetic_phase(celery_workers):
+    """The synthetic benchmark's final phase at its smallest (2 cases a site, shards of 2, logs shared), with the
+    Celery workers running: what the end-to-end tests submit to."""
+    from django.core.management import call_command
+
+    from benchmarks.models import Phase
+
+    call_command(
+        "make_synthetic_benchmark", size="test", cases_per_site=2, seed=7, shard_size=2, canary_size=2,
+        time_limit_per_case_s=60, memory_mb=1024, show_logs=True, stdout=open(os.devnull, "w"),
+    )
+    return Phase.objects.get(slug=SYNTHETIC_PHASE)

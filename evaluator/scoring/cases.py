@@ -38,6 +38,7 @@ from evaluator.scoring.isolation import (
 )
 from evaluator.scoring.loading import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
+    Geometry,
     LabelMap,
     LoadError,
     RefusalCategory,
@@ -52,6 +53,8 @@ from evaluator.scoring.metrics import (
     robust_hausdorff,
 )
 from evaluator.scoring.organs import OrganSpec
+from evaluator.scoring.reference_cache import CachedOrgan, CachedReference, ReferenceCacheError
+from evaluator.scoring.reference_cache import read as read_reference_cache
 from evaluator.scoring.scores import CaseScore, NsdDefinition, OrganScore, OrganStatus
 from evaluator.scoring.surface import Surface, border_voxels, surfels
 
@@ -166,6 +169,7 @@ def score_many(
     read_memory_bytes: int = DEFAULT_READ_MEMORY_BYTES,
     case_timeout_s: float = DEFAULT_CASE_TIMEOUT_S,
     case_memory_bytes: int = DEFAULT_CASE_MEMORY_BYTES,
+    reference_caches: Sequence[Path | None] | None = None,
 ) -> list[CaseScore]:
     """`score_files` for many (reference, prediction) pairs, in parallel, results in the same order.
 
@@ -173,8 +177,15 @@ def score_many(
     own child process: a case that crashes, times out or exhausts memory becomes that case's refusal
     (READER_CRASHED, READ_TIMEOUT or SCORING_FAILED) and never affects the others. Raises `LoadError`
     after all cases ran if a *reference* could not be used (a platform problem).
+    `reference_caches`: per pair, the directory of its reference's cache entry
+    (`evaluator.scoring.reference_cache`) or None. An entry is used only if it was built from that
+    reference file's content by this evaluator version; otherwise the reference file is read. Either
+    way the scores are the same.
     """
     _check_organs(organs)
+    caches = list(reference_caches) if reference_caches is not None else [None] * len(pairs)
+    if len(caches) != len(pairs):
+        raise ValueError(f"{len(caches)} reference caches for {len(pairs)} cases")
     labels = (
         frozenset(organ.label for organ in organs) if allowed_labels is None else frozenset(allowed_labels)
     )
@@ -190,8 +201,9 @@ def score_many(
             max_decompressed_bytes=max_decompressed_bytes,
             read_memory_bytes=read_memory_bytes,
             case_memory_bytes=case_memory_bytes,
+            reference_cache=cache,
         )
-        for reference, prediction in pairs
+        for (reference, prediction), cache in zip(pairs, caches, strict=True)
     ]
     workers = processes if processes is not None else len(os.sched_getaffinity(0))
     outcomes = run_in_children([task.run for task in tasks], limits, processes=workers)
@@ -212,6 +224,7 @@ class _CaseTask:
     max_decompressed_bytes: int
     read_memory_bytes: int
     case_memory_bytes: int
+    reference_cache: Path | None = None
 
     def run(self) -> CaseScore:
         """Read the reference, then the prediction, then score (in the case's child process).
@@ -219,41 +232,57 @@ class _CaseTask:
         Checkpoints tell the parent which phase a crash or timeout happened in: before the first,
         reading the reference (a platform problem); before the second, reading the prediction.
         """
-        reference = self._load_reference()
+        cached = self._read_cache()
+        # With a cache entry the reference's voxels are never decoded: its organs' masks are cached.
+        reference = self._load_reference() if cached is None else None
+        geometry = cached.geometry if cached is not None else _loaded(reference).geometry
         checkpoint()
         try:
-            prediction = self._load_prediction(reference)
+            prediction = self._load_prediction(geometry)
         except LoadError as error:
-            return _refused_case(reference, self.organs, error.category, error.message)
+            return _refused_case(_reference_map(reference, cached), self.organs, error.category, error.message)
         except MemoryError:
             raise
         except Exception as error:  # anything else the untrusted file provoked in the reader
             logger.warning("reading %s failed: %r", self.prediction_path, error)
             message = f"reading the prediction failed unexpectedly ({type(error).__name__})"
-            return _refused_case(reference, self.organs, RefusalCategory.READER_CRASHED, message)
+            return _refused_case(
+                _reference_map(reference, cached), self.organs, RefusalCategory.READER_CRASHED, message
+            )
         checkpoint()
         limit_memory(self.case_memory_bytes)
         scores = tuple(
             _score_organ(
-                reference.labels,
+                None if reference is None else reference.labels,
                 prediction.labels,
-                reference.extents,
+                cached.extents if cached is not None else _loaded(reference).extents,
                 prediction.extents,
-                reference.geometry.spacing_mm,
+                geometry.spacing_mm,
                 organ,
                 self.nsd_definition,
+                None if cached is None else cached.organs.get(organ.label),
             )
             for organ in self.organs
         )
         return CaseScore(organs=scores, refusal=None, message="")
 
-    def _load_prediction(self, reference: LabelMap) -> LabelMap:
+    def _read_cache(self) -> CachedReference | None:
+        """The reference's cache entry, if one was given and holds this very reference; else None."""
+        if self.reference_cache is None:
+            return None
+        try:
+            return read_reference_cache(self.reference_cache, self.reference_path)
+        except (ReferenceCacheError, OSError) as error:
+            logger.warning("not using the reference cache of %s: %s", self.reference_path, error)
+            return None
+
+    def _load_prediction(self, reference: Geometry) -> LabelMap:
         if self.prediction_path is None:
             raise LoadError(RefusalCategory.MISSING_OUTPUT, "no output file was written for this case")
         limit_memory(self.read_memory_bytes)
         return load_prediction(
             self.prediction_path,
-            reference.geometry,
+            reference,
             self.allowed_labels,
             max_decompressed_bytes=self.max_decompressed_bytes,
         )
@@ -268,6 +297,19 @@ class _CaseTask:
         return load_reference(
             self.reference_path, max_label=max_label, max_decompressed_bytes=self._reference_limit
         )
+
+
+def _loaded(reference: LabelMap | None) -> LabelMap:
+    assert reference is not None, "the reference is read whenever there is no cache entry"
+    return reference
+
+
+def _reference_map(reference: LabelMap | None, cached: CachedReference | None) -> LabelMap:
+    """The reference as a label map: as read, or rebuilt from its cache entry (for a refused case)."""
+    if reference is not None:
+        return reference
+    assert cached is not None
+    return cached.label_map()
 
 
 def _raise_if_reference_failed(outcome: Outcome[CaseScore], task: _CaseTask) -> None:
@@ -333,15 +375,21 @@ def _refused_case(
 
 
 def _score_organ(
-    reference: np.ndarray,
+    reference: np.ndarray | None,
     prediction: np.ndarray,
     reference_extents: Sequence[Box | None],
     prediction_extents: Sequence[Box | None],
     spacing: Spacing,
     organ: OrganSpec,
     nsd_definition: NsdDefinition,
+    cached: CachedOrgan | None = None,
 ) -> OrganScore:
-    """Score one organ, working only inside its boxes in the reference and the prediction."""
+    """Score one organ, working only inside its boxes in the reference and the prediction.
+
+    `cached`: the organ's voxel count, mask and surfaces from the reference cache, computed by the
+    same functions from the same mask, so they replace computing them here without changing a number;
+    `reference` (the label map) may then be None.
+    """
     voxel_ml = _voxel_ml(spacing)
     reference_box = _extent(reference_extents, organ.label)
     prediction_box = _extent(prediction_extents, organ.label)
@@ -349,9 +397,10 @@ def _score_organ(
     predicted_voxels = 0 if predicted_mask is None else int(np.count_nonzero(predicted_mask))
     if reference_box is None:
         return _absent(organ, predicted_volume_ml=predicted_voxels * voxel_ml)
-    reference_mask = reference[reference_box] == organ.label
-    reference_voxels = int(np.count_nonzero(reference_mask))
     if predicted_mask is None or prediction_box is None:
+        reference_voxels = (
+            cached.voxels if cached is not None else int(np.count_nonzero(_mask(reference, reference_box, organ)))
+        )
         return OrganScore(
             organ.label,
             organ.name,
@@ -363,16 +412,18 @@ def _score_organ(
             reference_voxels * voxel_ml,
             0.0,
         )
+    reference_mask = cached.mask if cached is not None else _mask(reference, reference_box, organ)
+    reference_voxels = cached.voxels if cached is not None else int(np.count_nonzero(reference_mask))
     overlap = _intersection_voxels(reference_mask, reference_box, predicted_mask, prediction_box)
     reference_origin, prediction_origin = _origin(reference_box), _origin(prediction_box)
     forward, backward = _profiles(
-        surfels(reference_mask, reference_origin, spacing),
+        cached.surfels if cached is not None else surfels(reference_mask, reference_origin, spacing),
         surfels(predicted_mask, prediction_origin, spacing),
         spacing,
     )
     if nsd_definition is NsdDefinition.VOXEL:
         voxel_forward, voxel_backward = _profiles(
-            border_voxels(reference_mask, reference_origin),
+            cached.border if cached is not None else border_voxels(reference_mask, reference_origin),
             border_voxels(predicted_mask, prediction_origin),
             spacing,
         )
@@ -390,6 +441,11 @@ def _score_organ(
         reference_volume_ml=reference_voxels * voxel_ml,
         predicted_volume_ml=predicted_voxels * voxel_ml,
     )
+
+
+def _mask(labels: np.ndarray | None, box: Box, organ: OrganSpec) -> np.ndarray:
+    assert labels is not None, "without a cached organ the reference's labels are needed"
+    return labels[box] == organ.label
 
 
 def _profiles(

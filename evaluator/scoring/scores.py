@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from evaluator.choices import LabelledEnum
 from evaluator.scoring.refusals import RefusalCategory
 
 __all__ = ["CaseScore", "NsdDefinition", "OrganScore", "OrganStatus"]
 
 
-class OrganStatus(StrEnum):
+class OrganStatus(LabelledEnum):
     """How an organ of a case was scored."""
 
-    SCORED = "scored"
-    MISSED = "missed"
-    ABSENT = "absent"
-    REFUSED = "refused"
-
-    @property
-    def label(self) -> str:
-        return {
-            OrganStatus.SCORED: "Scored",
-            OrganStatus.MISSED: "Missed (present in the reference, empty in the prediction): worst score",
-            OrganStatus.ABSENT: "Absent from the reference: not evaluable",
-            OrganStatus.REFUSED: "Prediction refused or missing: worst score",
-        }[self]
+    SCORED = "scored", "Scored"
+    MISSED = "missed", "Missed: in the reference, not in the prediction (worst score)"
+    ABSENT = "absent", "Not in the reference (not evaluable)"
+    REFUSED = "refused", "No valid prediction (worst score)"
 
 
-class NsdDefinition(StrEnum):
+class NsdDefinition(LabelledEnum):
     """Which surface the normalized surface Dice (NSD) is computed on; a benchmark setting.
 
     SURFEL (default, the reference): DeepMind's `surface-distance` definition. The surface is made of
@@ -42,15 +33,8 @@ class NsdDefinition(StrEnum):
     numbers computed that way. HD95 and ASSD always use surfels.
     """
 
-    SURFEL = "surfel"
-    VOXEL = "voxel"
-
-    @property
-    def label(self) -> str:
-        return {
-            NsdDefinition.SURFEL: "Surfels with areas (DeepMind surface-distance)",
-            NsdDefinition.VOXEL: "Border voxels (MONAI default, as Touchstone published)",
-        }[self]
+    SURFEL = "surfel", "Surface elements with areas (DeepMind surface-distance)"
+    VOXEL = "voxel", "Border voxels counted (MONAI default, as Touchstone published)"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,19 @@
 """Honest statistics for leaderboards: aggregates, bootstrap CIs, significance maps, rank stability, breakdowns.
 
 Pure numpy/scipy/pandas; never imports Django. Start from a long table of per-case scores
-(`tables.validate_scores`, `tables.score_cube`); `snapshot.compute_snapshot` runs everything
-the leaderboard pages show.
+(`tables.validate_scores`, `tables.score_cube`); `compute.compute_snapshot` runs everything
+the leaderboard pages show, as a typed `snapshot.Snapshot`.
 """
 
-from evaluator.stats.aggregates import OrganSummary, case_scores, distribution, group_means, summarize
+from evaluator.stats.aggregates import (
+    DistanceMeans,
+    OrganSummary,
+    case_scores,
+    distance_means,
+    distribution,
+    group_means,
+    summarize,
+)
 from evaluator.stats.bootstrap import (
     BootstrapMeans,
     IntervalMethod,
@@ -16,6 +24,7 @@ from evaluator.stats.bootstrap import (
     paired_difference,
 )
 from evaluator.stats.breakdowns import Correction, GroupComparison, age_bands, breakdown, compare_groups
+from evaluator.stats.compute import compute_snapshot
 from evaluator.stats.ranking import RankMethod, RankStability, rank_algorithms, rank_stability
 from evaluator.stats.significance import (
     PValueMethod,
@@ -24,7 +33,7 @@ from evaluator.stats.significance import (
     signed_rank_pvalues,
     significance_map,
 )
-from evaluator.stats.snapshot import compute_snapshot
+from evaluator.stats.snapshot import Snapshot, SnapshotSchemaError
 from evaluator.stats.tables import (
     DuplicateCaseError,
     ScoreCube,
@@ -36,6 +45,7 @@ from evaluator.stats.tables import (
 __all__ = [
     "BootstrapMeans",
     "Correction",
+    "DistanceMeans",
     "DuplicateCaseError",
     "GroupComparison",
     "IntervalMethod",
@@ -47,6 +57,8 @@ __all__ = [
     "ScoreCube",
     "ScoreTableError",
     "SignificanceMap",
+    "Snapshot",
+    "SnapshotSchemaError",
     "StratifiedBootstrap",
     "age_bands",
     "bootstrap_means",
@@ -54,6 +66,7 @@ __all__ = [
     "case_scores",
     "compare_groups",
     "compute_snapshot",
+    "distance_means",
     "distribution",
     "group_means",
     "holm_adjust",

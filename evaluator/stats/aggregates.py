@@ -232,3 +232,46 @@ def box_statistics(values: np.ndarray) -> BoxStatistics:
         out[:, i] = (q1, med, q3, inside.min(), inside.max(), kept.mean())
     shape = values.shape[:-1]
     return BoxStatistics(*(row.reshape(shape) for row in out))
+
+
+@dataclass(frozen=True, eq=False)
+class DistanceMeans:
+    """Mean of a surface distance (HD95, ASSD; mm) and how the cases without a distance entered it.
+
+    A missed organ, or a case without valid output, has an infinite distance. With the benchmark's finite
+    worst value (`worst_mm`, e.g. the image diagonal) those cases count at that value in `mean_mm`, which
+    then covers all `n_finite + n_infinite` evaluable cases. Without one there is no honest number to
+    average in, so `mean_mm` is over the `n_finite` cases with a finite distance and `n_infinite` counts
+    the others: the two always travel together, so a mean over fewer cases is never shown as if it
+    covered them all.
+    """
+
+    mean_mm: np.ndarray
+    n_finite: np.ndarray
+    n_infinite: np.ndarray
+    worst_mm: float | None = None
+
+
+def distance_means(distances_mm: np.ndarray, worst_mm: float | None = None) -> DistanceMeans:
+    """Over the last axis: NaN = organ not evaluable (skipped, not counted); +inf = missed.
+
+    A missed organ counts at `worst_mm` when the benchmark sets one, else it is counted apart.
+    Distances above `worst_mm` are kept as they are (the worst value replaces infinity only).
+
+    >>> d = distance_means(np.array([2.0, np.inf, np.nan, 4.0]))
+    >>> float(d.mean_mm), int(d.n_finite), int(d.n_infinite)
+    (3.0, 2, 1)
+    >>> float(distance_means(np.array([2.0, np.inf, np.nan, 4.0]), worst_mm=300.0).mean_mm)
+    102.0
+    """
+    values = np.asarray(distances_mm, dtype=float)
+    infinite = np.isinf(values)
+    if worst_mm is not None and not (np.isfinite(worst_mm) and worst_mm >= 0):
+        raise ValueError(f"The worst-case distance must be a finite number of mm >= 0, got {worst_mm!r}.")
+    counted = np.where(infinite, np.nan if worst_mm is None else float(worst_mm), values)
+    return DistanceMeans(
+        mean_mm=nanmean_last_axis(counted),
+        n_finite=np.isfinite(values).sum(axis=-1),
+        n_infinite=infinite.sum(axis=-1),
+        worst_mm=None if worst_mm is None else float(worst_mm),
+    )

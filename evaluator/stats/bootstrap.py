@@ -11,13 +11,13 @@ first B resamples are the same whatever the total B or the memory block size.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special
 
+from evaluator.choices import LabelledEnum
 from evaluator.stats.aggregates import headline_of, nanmean_last_axis
 from evaluator.stats.tables import ScoreCube
 
@@ -28,11 +28,11 @@ DEFAULT_CONFIDENCE_LEVEL = 0.95
 RESAMPLES_PER_BLOCK = 250
 
 
-class IntervalMethod(enum.StrEnum):
+class IntervalMethod(LabelledEnum):
     """How a bootstrap distribution becomes a confidence interval."""
 
-    PERCENTILE = "percentile"
-    BCA = "bca"
+    PERCENTILE = "percentile", "Percentile bootstrap"
+    BCA = "bca", "Bias-corrected and accelerated (BCa) bootstrap"
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,21 +117,29 @@ def resampled_means(plan: StratifiedBootstrap, columns: np.ndarray) -> np.ndarra
     For resample r with counts k: mean = sum_i k_i v_i m_i / sum_i k_i m_i over evaluable
     cases (NaN if the resample holds none). Distinct evaluable masks are multiplied once.
     """
-    columns = np.asarray(columns, dtype=float)
-    if columns.shape[0] != plan.n_cases:
-        raise ValueError(f"columns have {columns.shape[0]} cases, the plan {plan.n_cases}.")
-    mask = ~np.isnan(columns)
-    filled = np.where(mask, columns, 0.0)
-    unique_masks, which = np.unique(mask.T, axis=0, return_inverse=True)
-    unique_masks = unique_masks.T.astype(np.float64)
-    which = np.ravel(which)
-    out = np.empty((plan.n_resamples, columns.shape[1]))
+    return resampled_means_many(plan, [columns])[0]
+
+
+def resampled_means_many(plan: StratifiedBootstrap, column_sets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`resampled_means` of several column sets (e.g. one per metric) over the plan's resamples, each
+    block of resamples drawn once for all of them; every set is multiplied on its own, so its means
+    are the same numbers `resampled_means` gives it alone."""
+    prepared = []
+    for columns in column_sets:
+        columns = np.asarray(columns, dtype=float)
+        if columns.shape[0] != plan.n_cases:
+            raise ValueError(f"columns have {columns.shape[0]} cases, the plan {plan.n_cases}.")
+        mask = ~np.isnan(columns)
+        unique_masks, which = np.unique(mask.T, axis=0, return_inverse=True)
+        prepared.append((np.where(mask, columns, 0.0), unique_masks.T.astype(np.float64), np.ravel(which)))
+    outputs = [np.empty((plan.n_resamples, filled.shape[1])) for filled, _, _ in prepared]
     for first, counts in plan.blocks():
-        sums = counts @ filled
-        n = (counts @ unique_masks)[:, which]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[first : first + counts.shape[0]] = np.where(n > 0, sums / np.where(n > 0, n, 1.0), np.nan)
-    return out
+        for (filled, unique_masks, which), out in zip(prepared, outputs, strict=True):
+            sums = counts @ filled
+            n = (counts @ unique_masks)[:, which]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[first : first + counts.shape[0]] = np.where(n > 0, sums / np.where(n > 0, n, 1.0), np.nan)
+    return outputs
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,21 +164,35 @@ class BootstrapMeans:
 
 def bootstrap_means(cube: ScoreCube, plan: StratifiedBootstrap) -> BootstrapMeans:
     """Paired stratified bootstrap of every algorithm's organ means and headline."""
-    n_algorithms, n_cases, n_organs = cube.values.shape
-    columns = cube.values.transpose(1, 0, 2).reshape(n_cases, n_algorithms * n_organs)
-    organ_replicates = resampled_means(plan, columns).reshape(plan.n_resamples, n_algorithms, n_organs)
-    organ_estimate = nanmean_last_axis(np.ascontiguousarray(cube.values.transpose(0, 2, 1)))
-    return BootstrapMeans(
-        metric=cube.metric,
-        algorithms=cube.algorithms,
-        organs=cube.organs,
-        n_resamples=plan.n_resamples,
-        seed=plan.seed,
-        organ_estimate=organ_estimate,
-        organ_replicates=organ_replicates,
-        headline_estimate=headline_of(organ_estimate),
-        headline_replicates=headline_of(organ_replicates),
-    )
+    return bootstrap_means_many([cube], plan)[0]
+
+
+def bootstrap_means_many(cubes: Sequence[ScoreCube], plan: StratifiedBootstrap) -> list[BootstrapMeans]:
+    """`bootstrap_means` of several cubes of the same cases (one per metric), drawing the resamples once."""
+    shapes = [cube.values.shape for cube in cubes]
+    columns = [
+        cube.values.transpose(1, 0, 2).reshape(n_cases, n_algorithms * n_organs)
+        for cube, (n_algorithms, n_cases, n_organs) in zip(cubes, shapes, strict=True)
+    ]
+    replicates = resampled_means_many(plan, columns)
+    means = []
+    for cube, (n_algorithms, _, n_organs), flat in zip(cubes, shapes, replicates, strict=True):
+        organ_replicates = flat.reshape(plan.n_resamples, n_algorithms, n_organs)
+        organ_estimate = nanmean_last_axis(np.ascontiguousarray(cube.values.transpose(0, 2, 1)))
+        means.append(
+            BootstrapMeans(
+                metric=cube.metric,
+                algorithms=cube.algorithms,
+                organs=cube.organs,
+                n_resamples=plan.n_resamples,
+                seed=plan.seed,
+                organ_estimate=organ_estimate,
+                organ_replicates=organ_replicates,
+                headline_estimate=headline_of(organ_estimate),
+                headline_replicates=headline_of(organ_replicates),
+            )
+        )
+    return means
 
 
 def reference_bootstrap_means(
@@ -200,7 +222,10 @@ def quantiles(replicates: np.ndarray, q: np.ndarray | float) -> np.ndarray:
     `q` (in [0, 1]) is a scalar or has the shape of `replicates.shape[1:]` (one level
     per column, as BCa needs).
     """
-    data = np.sort(np.asarray(replicates, dtype=float), axis=0)  # NaN sorts last
+    replicates = np.asarray(replicates, dtype=float)
+    if np.ndim(q) == 0 and not np.isnan(q) and not np.isnan(replicates).any():
+        return _complete_quantiles(replicates, (float(q),))[0]
+    data = np.sort(replicates, axis=0)  # NaN sorts last
     n = (~np.isnan(data)).sum(axis=0)
     q = np.broadcast_to(np.asarray(q, dtype=float), data.shape[1:])
     defined = ~np.isnan(q)
@@ -209,11 +234,31 @@ def quantiles(replicates: np.ndarray, q: np.ndarray | float) -> np.ndarray:
     above = np.minimum(below + 1, np.maximum(n - 1, 0))
     low_value = np.take_along_axis(data, below[None, ...], axis=0)[0]
     high_value = np.take_along_axis(data, above[None, ...], axis=0)[0]
-    fraction = position - below
+    result = _interpolate(low_value, high_value, position - below)
+    return np.where((n > 0) & defined, result, np.nan)
+
+
+def _interpolate(low_value: np.ndarray, high_value: np.ndarray, fraction: np.ndarray | float) -> np.ndarray:
     # numpy's linear interpolation, written the way numpy writes it, to agree bit for bit
     diff = high_value - low_value
-    result = np.where(fraction >= 0.5, high_value - diff * (1 - fraction), low_value + diff * fraction)
-    return np.where((n > 0) & defined, result, np.nan)
+    return np.where(fraction >= 0.5, high_value - diff * (1 - fraction), low_value + diff * fraction)
+
+
+def _complete_quantiles(replicates: np.ndarray, levels: Sequence[float]) -> list[np.ndarray]:
+    """`quantiles` at scalar levels of NaN-free replicates: every column has the same n, so the few
+    order statistics needed are selected with one `np.partition` instead of a full sort (the same
+    values, so the same results)."""
+    n = replicates.shape[0]
+    if n == 0:
+        return [np.full(replicates.shape[1:], np.nan) for _ in levels]
+    positions = [level * max(n - 1, 0) for level in levels]
+    belows = [int(np.floor(position)) for position in positions]
+    aboves = [min(below + 1, max(n - 1, 0)) for below in belows]
+    selected = np.partition(replicates, sorted(set(belows + aboves)), axis=0)
+    return [
+        _interpolate(selected[below], selected[above], np.float64(position) - below)
+        for position, below, above in zip(positions, belows, aboves, strict=True)
+    ]
 
 
 def percentile_interval(
@@ -221,6 +266,10 @@ def percentile_interval(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval along axis 0: the (1-level)/2 and (1+level)/2 quantiles."""
     tail = round((1 - level) / 2, 12)  # 0.025, not 0.025000000000000022
+    replicates = np.asarray(replicates, dtype=float)
+    if not np.isnan(replicates).any():
+        low, high = _complete_quantiles(replicates, (tail, 1 - tail))
+        return low, high
     return quantiles(replicates, tail), quantiles(replicates, 1 - tail)
 
 

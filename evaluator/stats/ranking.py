@@ -16,11 +16,11 @@ and Kendall's tau-b between every resample's ranking and the full-data ranking.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
+from evaluator.choices import LabelledEnum
 from evaluator.stats.aggregates import headline_of, nanmean_last_axis
 from evaluator.stats.bootstrap import (
     BootstrapMeans,
@@ -40,10 +40,12 @@ from evaluator.stats.tables import ScoreCube
 DEFAULT_TEST_THEN_RANK_RESAMPLES = 100
 
 
-class RankMethod(enum.StrEnum):
-    MEAN_THEN_RANK = "mean_then_rank"
-    RANK_THEN_MEAN = "rank_then_mean"
-    TEST_THEN_RANK = "test_then_rank"
+class RankMethod(LabelledEnum):
+    """How algorithms are ranked: on the mean scores, on per-case ranks, or by significant pairwise wins."""
+
+    MEAN_THEN_RANK = "mean_then_rank", "Mean then rank"
+    RANK_THEN_MEAN = "rank_then_mean", "Rank per case, then mean rank"
+    TEST_THEN_RANK = "test_then_rank", "Test then rank (significant wins)"
 
 
 def rank_descending(scores: np.ndarray) -> np.ndarray:

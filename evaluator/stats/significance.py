@@ -10,7 +10,6 @@ adjusted p-value is below alpha (0.05).
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 from dataclasses import dataclass
@@ -18,24 +17,25 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from evaluator.choices import LabelledEnum
 from evaluator.stats.tables import ScoreCube
 
 DEFAULT_ALPHA = 0.05
 
 
-class PValueMethod(enum.StrEnum):
+class PValueMethod(LabelledEnum):
     """How the Wilcoxon signed-rank p-value is computed.
 
+    EXACT (default): today's SciPy default (`method='auto'`): exact null distribution for at most
+    50 differences without ties or zeros, a full permutation test for at most 13 with
+    ties or zeros, the normal approximation otherwise.
     NORMAL: SciPy 1.8's default, which Touchstone's published heatmaps used: the normal
     approximation with tie correction and no continuity correction, except the exact
     null distribution when there are at most 25 differences and none is zero.
-    EXACT: today's SciPy default (`method='auto'`): exact null distribution for at most
-    50 differences without ties or zeros, a full permutation test for at most 13 with
-    ties or zeros, the normal approximation otherwise.
     """
 
-    NORMAL = "normal"
-    EXACT = "exact"
+    EXACT = "exact", "Exact where SciPy can (today's SciPy default)"
+    NORMAL = "normal", "Normal approximation (as Touchstone's published figures)"
 
 
 @functools.cache
@@ -53,6 +53,90 @@ def _normal_tail(r_plus: float, n: int, tie_sizes: np.ndarray) -> float:
     variance = n * (n + 1) * (2 * n + 1) - 0.5 * float(np.sum(tie_sizes * (tie_sizes * tie_sizes - 1)))
     z = (r_plus - mean) / math.sqrt(variance / 24.0)
     return float(special.ndtr(-z))  # = scipy.stats.norm.sf(z), without its per-call overhead
+
+
+def _normal_tails(r_plus: np.ndarray, n: np.ndarray, tie_term: np.ndarray) -> np.ndarray:
+    """`_normal_tail` of many tests at once, the same floating-point operations in the same order.
+
+    `tie_term[t]` = sum over tie groups of g (g^2 - 1), an exact integer.
+    """
+    n = n.astype(np.int64)
+    mean = n * (n + 1) / 4.0
+    variance = n * (n + 1) * (2 * n + 1) - 0.5 * tie_term.astype(np.float64)
+    z = (r_plus - mean) / np.sqrt(variance / 24.0)
+    return np.asarray(special.ndtr(-z), dtype=float)
+
+
+#: Pairs ranked together by `_normal_signed_rank_rows` (bounds its temporaries to a few MB).
+_ROWS_PER_CHUNK = 32
+
+
+def _normal_signed_rank_rows(differences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normal-approximation p-values (greater, less) of each row of `differences` (NaN = not paired).
+
+    Row by row this is the last branch of `signed_rank_pvalues`: zeros dropped, |d| mid-ranked
+    (ties share the average rank, as `scipy.stats.rankdata`), tie-corrected variance. Ranks are
+    half-integers and the tie term an integer, so their sums are exact whatever the summation
+    order, and the p-values are the scalar path's bit for bit. Every row needs a non-zero difference.
+    """
+    greater = np.empty(differences.shape[0])
+    less = np.empty(differences.shape[0])
+    for first in range(0, differences.shape[0], _ROWS_PER_CHUNK):
+        rows = differences[first : first + _ROWS_PER_CHUNK]
+        n_rows, n_columns = rows.shape
+        usable = ~np.isnan(rows) & (rows != 0)
+        magnitude = np.where(usable, np.abs(rows), np.inf)  # unusable entries sort last
+        order = np.argsort(magnitude, axis=1)
+        ordered = np.take_along_axis(magnitude, order, axis=1)
+        positive = np.take_along_axis(usable & (rows > 0), order, axis=1)
+        n = usable.sum(axis=1)
+        starts_group = np.ones((n_rows, n_columns), dtype=bool)
+        starts_group[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+        flat_starts = np.flatnonzero(starts_group)  # groups never span rows: column 0 starts one
+        sizes = np.diff(np.append(flat_starts, n_rows * n_columns))
+        row_of_group, first_column = np.divmod(flat_starts, n_columns)
+        mid_rank = first_column + (sizes + 1) / 2.0  # 1-based ranks first+1 .. first+size, averaged
+        rank = mid_rank[np.cumsum(starts_group.ravel()) - 1].reshape(n_rows, n_columns)
+        r_plus = np.where(positive, rank, 0.0).sum(axis=1)
+        in_range = first_column < n[row_of_group]  # the unusable tail is one group per row; skip it
+        tie_term = np.bincount(
+            row_of_group[in_range], weights=(sizes * (sizes * sizes - 1))[in_range], minlength=n_rows
+        )
+        r_minus = n * (n + 1) / 2.0 - r_plus
+        greater[first : first + n_rows] = _normal_tails(r_plus, n, tie_term)
+        less[first : first + n_rows] = _normal_tails(r_minus, n, tie_term)
+    return greater, less
+
+
+def _uses_normal_tail(n_paired: np.ndarray, n_nonzero: np.ndarray, method: PValueMethod) -> np.ndarray:
+    """Which tests `signed_rank_pvalues` answers with its normal-approximation branch."""
+    if method is PValueMethod.EXACT:
+        return (n_nonzero > 0) & (n_paired > 50)
+    return (n_nonzero > 0) & ~((n_paired <= 25) & (n_nonzero == n_paired))
+
+
+def signed_rank_pvalues_many(
+    differences: np.ndarray, method: PValueMethod = PValueMethod.NORMAL
+) -> tuple[np.ndarray, np.ndarray]:
+    """`signed_rank_pvalues` of every row of `differences` (tests, cases); NaN = no pair, left out.
+
+    The same numbers as calling `signed_rank_pvalues` on each row's paired differences: rows
+    answered by the normal approximation (more than 50 pairs under EXACT) are ranked together,
+    the others (SciPy's exact and permutation paths, small samples) call it row by row.
+    """
+    method = PValueMethod(method)
+    differences = np.atleast_2d(np.asarray(differences, dtype=float))
+    paired = ~np.isnan(differences)
+    n_paired = paired.sum(axis=1)
+    n_nonzero = (paired & (differences != 0)).sum(axis=1)
+    greater = np.ones(differences.shape[0])
+    less = np.ones(differences.shape[0])
+    normal = _uses_normal_tail(n_paired, n_nonzero, method)
+    if normal.any():
+        greater[normal], less[normal] = _normal_signed_rank_rows(differences[normal])
+    for row in np.flatnonzero(~normal & (n_nonzero > 0)):
+        greater[row], less[row] = signed_rank_pvalues(differences[row, paired[row]], method)
+    return greater, less
 
 
 def signed_rank_pvalues(
@@ -183,13 +267,10 @@ def significance_map_from_values(
     k = len(order)
     raw = np.full((k, k), np.nan)
     n_cases = np.zeros((k, k), dtype=int)
-    present = ~np.isnan(ordered)
-    for i in range(k):
-        for j in range(i + 1, k):
-            both = present[i] & present[j]
-            differences = ordered[i, both] - ordered[j, both]
-            raw[i, j], raw[j, i] = signed_rank_pvalues(differences, p_value_method)
-            n_cases[i, j] = n_cases[j, i] = int(both.sum())
+    first, second = np.triu_indices(k, 1)
+    differences = ordered[first] - ordered[second]  # NaN unless both have a value (paired by case)
+    raw[first, second], raw[second, first] = signed_rank_pvalues_many(differences, p_value_method)
+    n_cases[first, second] = n_cases[second, first] = (~np.isnan(differences)).sum(axis=1)
     off_diagonal = ~np.eye(k, dtype=bool)
     adjusted = np.full((k, k), np.nan)
     adjusted[off_diagonal] = holm_adjust(raw[off_diagonal])

@@ -1,405 +1,331 @@
-"""Everything the leaderboard pages show, computed once per snapshot and returned as plain JSON data.
+"""The leaderboard snapshot: every statistic the pages, API, charts and CLI show, as frozen dataclasses.
 
-`compute_snapshot(scores, ...)` is the one entry point the platform calls (from the
-Celery task that runs when a submission completes); pages only read its result.
-The returned dict is JSON-serialisable: numbers are Python floats/ints, NaN and
-infinities become None, arrays become (nested) lists.
+`evaluator.stats.compute.compute_snapshot(scores, ...)` builds it; pages read it by attribute only. `Snapshot.to_json()` is plain JSON
+data (NaN and infinities as null, `schema_version` included); `Snapshot.from_json()` reads it back and raises
+`SnapshotSchemaError` for another schema version or a missing, unexpected or mistyped field, so a renamed
+field fails at once instead of showing as a blank cell.
 
-Structure (per metric under `snapshot["metrics"][metric]`; algorithms in `snapshot["algorithms"]` order
-unless a field says otherwise; "alg" and "organ" keys are names):
-
-```
-schema_version: 1
-parameters: {n_bootstrap, seed, alpha, confidence_level, ci_method, p_value_method, rank_method,
-             significance_correction: "holm", breakdown_correction, min_cases_per_group,
-             stratified_by: "site", metrics: [computed metrics], metrics_absent: [...], organs: [...]}
-algorithms: [name, ...]                              (sorted)
-sites: [{site, n_cases, out_of_distribution: bool | None}, ...]
-n_cases: int                                         (cases in the table)
-metrics.<metric>:
-  organs: [organ, ...]
-  leaderboard: [{algorithm, rank, rank_score, mean, ci_low, ci_high, n_missing_cases}, ...]  best first;
-               mean = headline (unweighted mean of organ means) with its bootstrap CI; rank from
-               `rank_method`, rank_score = what it ranked on (headline mean; mean per-case rank, lower
-               is better; or mean number of significant wins per organ)
-  organ_stats: {alg: {organ: {mean, ci_low, ci_high, n_cases, median, p2_5, p97_5,
-                              q1, q3, whisker_low, whisker_high}}}
-               n_cases = evaluable cases; p2_5/p97_5 = reference range of cases (not a CI)
-  per_site: {sites: [...], out_of_distribution: [bool|None per site], n_cases: [per site],
-             headline: {alg: [per site]}, organ_means: {alg: {organ: [per site]}}}
-  significance: {organ: {order: [alg best median first], medians: [...],
-                         better: [[bool|None]]  (better[i][j]: order[i] significantly better than order[j]),
-                         p_value: [[...]], p_adjusted: [[...]], n_cases: [[...]]}}   (diagonal None)
-  paired_differences: {algorithms: [leaderboard order], difference: [[row - column headline]],
-                       ci_low: [[...]], ci_high: [[...]]}
-  rank_stability: {method, n_resamples, algorithms: [leaderboard order], full_rank: [...],
-                   rank_counts: [[count of rank 1, rank 2, ...] per algorithm], median_rank: [...],
-                   rank_ci_low: [...], rank_ci_high: [...],
-                   kendall_tau: {mean, median, ci_low, ci_high},
-                   per_organ: {organ: {algorithms: [...], full_rank: [...], rank_counts: [[...]],
-                                       kendall_tau_mean}}}  (per organ: mean-then-rank)
-  breakdowns: {factor: {groups: [...], n_cases: [...], headline: {alg: [per group]},
-                        tests: {alg: {kruskal_h, kruskal_p, significant, excluded_groups,
-                                      groups: [{group, n_cases, mean, median}],
-                                      pairwise: [{group_a, group_b, u_statistic, p_value, p_adjusted,
-                                                  significant}]}}}}
-              factors: "site" (2+ sites), "distribution" (with site_is_ood), then each column of
-              case_metadata ("age" becomes "age_band"); tests use per-case scores (mean of the
-              case's evaluable organs), headline = mean of organ means within the group.
-```
+Conventions: a number that does not exist (no evaluable case, a diagonal cell) is None; names are strings;
+a per-algorithm tuple follows the order its section names (`algorithms`, `order`); a matrix is a tuple of
+rows, row i against column j.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Self
 
-import numpy as np
-import pandas as pd
-
-from evaluator.stats.aggregates import OrganSummary, box_statistics, group_means, summarize
-from evaluator.stats.bootstrap import (
-    DEFAULT_CONFIDENCE_LEVEL,
-    DEFAULT_N_BOOTSTRAP,
-    BootstrapMeans,
-    IntervalMethod,
-    MeanIntervals,
-    StratifiedBootstrap,
-    bootstrap_means,
-    mean_intervals,
-    pairwise_headline_differences,
-    quantiles,
-)
-from evaluator.stats.breakdowns import (
-    DEFAULT_MIN_CASES_PER_GROUP,
-    Correction,
-    age_bands,
-    breakdown,
-    distribution_labels,
-)
-from evaluator.stats.ranking import RankMethod, RankStability, organ_rank_stability, rank_stability
-from evaluator.stats.significance import DEFAULT_ALPHA, PValueMethod, SignificanceMap, significance_map
-from evaluator.stats.tables import ScoreCube, ScoreTableError, score_cube, validate_scores
-
+# Bump when a field is added, removed, renamed or changes meaning; stored snapshots of another version are
+# refused by `Snapshot.from_json` and recomputed by the platform.
 SCHEMA_VERSION = 1
 
+Numbers = tuple[float | None, ...]
+Matrix = tuple[Numbers, ...]
 
-def compute_snapshot(
-    scores: pd.DataFrame,
-    *,
-    site_is_ood: Mapping[str, bool] | None = None,
-    case_metadata: pd.DataFrame | None = None,
-    metrics: Sequence[str] = ("dsc", "nsd"),
-    organs: Sequence[str] | None = None,
-    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    seed: int = 0,
-    alpha: float = DEFAULT_ALPHA,
-    p_value_method: str = PValueMethod.EXACT,
-    rank_method: str = RankMethod.MEAN_THEN_RANK,
-    ci_method: str = IntervalMethod.PERCENTILE,
-    confidence_level: float = DEFAULT_CONFIDENCE_LEVEL,
-    breakdown_correction: str = Correction.BONFERRONI,
-    min_cases_per_group: int = DEFAULT_MIN_CASES_PER_GROUP,
-) -> dict[str, Any]:
-    """Aggregates, bootstrap CIs, significance maps, rank stability and breakdowns of a score table.
 
-    `scores`: long table (case, site, algorithm, organ, metric, value), NaN = not evaluable;
-    duplicates are an error naming the cases. `site_is_ood`: site -> out of distribution?
-    `case_metadata`: a `case` column plus factor columns (scanner, sex, age, ...).
-    Metrics absent from the table are skipped and listed in `parameters.metrics_absent`.
-    The structure of the result is documented in this module's docstring.
+class SnapshotSchemaError(ValueError):
+    """Snapshot data this version cannot read: another schema version, or a field missing, unexpected or of
+    the wrong type. Recompute the snapshot from the scores."""
+
+
+class _Json:
+    """Frozen dataclass <-> plain JSON data, driven by the field annotations."""
+
+    def to_json(self) -> dict[str, Any]:
+        encoded = _encode(self)
+        assert isinstance(encoded, dict)
+        return encoded
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        decoded: Self = _decode(cls, data, cls.__name__)
+        return decoded
+
+
+# --- the snapshot ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parameters(_Json):
+    """How the snapshot was computed (benchmark settings and what the scores held)."""
+
+    n_bootstrap: int
+    seed: int
+    alpha: float
+    confidence_level: float
+    ci_method: str
+    p_value_method: str
+    rank_method: str
+    significance_correction: str
+    breakdown_correction: str
+    min_cases_per_group: int
+    stratified_by: str
+    metrics: tuple[str, ...]  # computed, in the order asked
+    metrics_absent: tuple[str, ...]  # asked for but without scores
+    organs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Site(_Json):
+    site: str
+    n_cases: int
+    out_of_distribution: bool | None  # None: the benchmark did not say
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry(_Json):
+    """One algorithm's headline (unweighted mean of organ means) with its bootstrap CI and rank.
+
+    `rank_score`: what the rank method ranked on (the headline; the mean per-case rank, lower is better; or
+    the mean number of significant wins per organ). `n_missing_cases`: cases with no score at all.
     """
-    table = validate_scores(scores)
-    p_method, r_method, i_method = (
-        PValueMethod(p_value_method),
-        RankMethod(rank_method),
-        IntervalMethod(ci_method),
-    )
-    correction = Correction(breakdown_correction)
-    present = [m for m in metrics if (table["metric"] == m).any()]
-    if not present:
-        raise ScoreTableError(
-            f"None of the metrics {list(metrics)} has scores; the table has "
-            f"{sorted(table['metric'].unique())}."
-        )
-    algorithms = tuple(sorted(table["algorithm"].unique()))
-    cubes = {m: score_cube(table, m, organs=organs, algorithms=algorithms, validated=True) for m in present}
-    first = next(iter(cubes.values()))
-    plan = StratifiedBootstrap.for_cube(first, n_resamples=n_bootstrap, seed=seed)
-    factors = _factor_labels(first, site_is_ood, case_metadata)
-    sites = first.site_names
-    site_counts = {s: int((first.sites == s).sum()) for s in sites}
-    snapshot: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "parameters": {
-            "n_bootstrap": n_bootstrap,
-            "seed": seed,
-            "alpha": alpha,
-            "confidence_level": confidence_level,
-            "ci_method": i_method.value,
-            "p_value_method": p_method.value,
-            "rank_method": r_method.value,
-            "significance_correction": "holm",
-            "breakdown_correction": correction.value,
-            "min_cases_per_group": min_cases_per_group,
-            "stratified_by": "site",
-            "metrics": present,
-            "metrics_absent": [m for m in metrics if m not in present],
-            "organs": list(first.organs),
-        },
-        "algorithms": list(algorithms),
-        "sites": [
-            {
-                "site": s,
-                "n_cases": site_counts[s],
-                "out_of_distribution": None if site_is_ood is None else site_is_ood.get(s),
-            }
-            for s in sites
-        ],
-        "n_cases": len(first.cases),
-        "metrics": {},
-    }
-    for metric, cube in cubes.items():
-        snapshot["metrics"][metric] = _metric_section(
-            cube,
-            plan,
-            factors,
-            site_is_ood,
-            alpha=alpha,
-            p_method=p_method,
-            r_method=r_method,
-            i_method=i_method,
-            level=confidence_level,
-            correction=correction,
-            min_cases_per_group=min_cases_per_group,
-        )
-    return _json_clean(snapshot)
+
+    algorithm: str
+    rank: int
+    rank_score: float | None
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n_missing_cases: int
 
 
-def _factor_labels(
-    cube: ScoreCube, site_is_ood: Mapping[str, bool] | None, case_metadata: pd.DataFrame | None
-) -> dict[str, np.ndarray]:
-    factors: dict[str, np.ndarray] = {}
-    if len(cube.site_names) >= 2:
-        factors["site"] = cube.sites.astype(object)
-    if site_is_ood is not None:
-        labels = distribution_labels(cube.sites, site_is_ood)
-        if len({x for x in labels if x is not None}) >= 2:
-            factors["distribution"] = labels
-    if case_metadata is not None:
-        if "case" not in case_metadata.columns:
-            raise ScoreTableError("case_metadata needs a 'case' column naming the case of each row.")
-        if case_metadata["case"].duplicated().any():
-            dupes = (
-                case_metadata.loc[case_metadata["case"].duplicated(), "case"].astype(str).unique().tolist()
+@dataclass(frozen=True)
+class OrganStats(_Json):
+    """One organ of one algorithm: mean over the N = `n_cases` evaluable cases with its bootstrap CI, and the
+    spread of cases: median, 2.5-97.5 percentile reference range (not a CI), box-plot quartiles and whiskers."""
+
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n_cases: int
+    median: float | None
+    p2_5: float | None
+    p97_5: float | None
+    q1: float | None
+    q3: float | None
+    whisker_low: float | None
+    whisker_high: float | None
+
+
+@dataclass(frozen=True)
+class PerSite(_Json):
+    """Headline and organ means within each site; `headline[alg][s]` is site `sites[s]`."""
+
+    sites: tuple[str, ...]
+    out_of_distribution: tuple[bool | None, ...]
+    n_cases: tuple[int, ...]
+    headline: dict[str, Numbers]
+    organ_means: dict[str, dict[str, Numbers]]
+
+
+@dataclass(frozen=True)
+class SignificancePanel(_Json):
+    """One organ's significance map: `better[i][j]`: `order[i]` is significantly better than `order[j]`
+    (one-sided Wilcoxon signed-rank, Holm-corrected over the panel). Algorithms best median first; the
+    diagonal is None."""
+
+    order: tuple[str, ...]
+    medians: Numbers
+    better: tuple[tuple[bool | None, ...], ...]
+    p_value: Matrix
+    p_adjusted: Matrix
+    n_cases: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class PairedDifferences(_Json):
+    """Paired bootstrap differences of the headline, row minus column, in leaderboard order."""
+
+    algorithms: tuple[str, ...]
+    difference: Matrix
+    ci_low: Matrix
+    ci_high: Matrix
+
+
+@dataclass(frozen=True)
+class KendallTau(_Json):
+    """Kendall's tau-b between each bootstrap ranking and the full-data one."""
+
+    mean: float | None
+    median: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+@dataclass(frozen=True)
+class OrganRankStability(_Json):
+    """One organ's ranks (mean then rank) over the resamples, in leaderboard order."""
+
+    algorithms: tuple[str, ...]
+    full_rank: tuple[int, ...]
+    rank_counts: tuple[tuple[int, ...], ...]
+    kendall_tau_mean: float | None
+
+
+@dataclass(frozen=True)
+class RankStabilitySummary(_Json):
+    """Ranks over the bootstrap resamples, in leaderboard order: `rank_counts[a][k]` = resamples ranking
+    algorithm a at rank k + 1; `rank_ci_low/high`: the range of its bootstrap ranks at the confidence level."""
+
+    method: str
+    n_resamples: int
+    algorithms: tuple[str, ...]
+    full_rank: tuple[int, ...]
+    rank_counts: tuple[tuple[int, ...], ...]
+    median_rank: Numbers
+    rank_ci_low: Numbers
+    rank_ci_high: Numbers
+    kendall_tau: KendallTau
+    per_organ: dict[str, OrganRankStability]
+
+
+@dataclass(frozen=True)
+class BreakdownGroup(_Json):
+    group: str
+    n_cases: int
+    mean: float | None
+    median: float | None
+
+
+@dataclass(frozen=True)
+class BreakdownPair(_Json):
+    """A Mann-Whitney U test between two groups, corrected over the pairs."""
+
+    group_a: str
+    group_b: str
+    u_statistic: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    significant: bool
+
+
+@dataclass(frozen=True)
+class BreakdownTest(_Json):
+    """One algorithm's Kruskal-Wallis test across the groups, on per-case scores (mean of the case's
+    evaluable organs); groups with too few cases are excluded from the test."""
+
+    kruskal_h: float | None
+    kruskal_p: float | None
+    significant: bool
+    excluded_groups: tuple[str, ...]
+    groups: tuple[BreakdownGroup, ...]
+    pairwise: tuple[BreakdownPair, ...]
+
+
+@dataclass(frozen=True)
+class Breakdown(_Json):
+    """Results by one factor (site, distribution, scanner, sex, age band, ...): the headline within each
+    group (mean of organ means) and the tests per algorithm."""
+
+    groups: tuple[str, ...]
+    n_cases: tuple[int, ...]
+    headline: dict[str, Numbers]
+    tests: dict[str, BreakdownTest]
+
+
+@dataclass(frozen=True)
+class MetricSection(_Json):
+    """Every statistic of one metric. `leaderboard` is best first; `organ_stats[alg][organ]`."""
+
+    organs: tuple[str, ...]
+    leaderboard: tuple[LeaderboardEntry, ...]
+    organ_stats: dict[str, dict[str, OrganStats]]
+    per_site: PerSite
+    significance: dict[str, SignificancePanel]
+    paired_differences: PairedDifferences
+    rank_stability: RankStabilitySummary
+    breakdowns: dict[str, Breakdown]
+
+
+@dataclass(frozen=True)
+class Snapshot(_Json):
+    """The statistics of a leaderboard: its parameters, algorithms (sorted), sites, and one section per
+    computed metric."""
+
+    parameters: Parameters
+    algorithms: tuple[str, ...]
+    sites: tuple[Site, ...]
+    n_cases: int
+    metrics: dict[str, MetricSection]
+
+    def section(self, metric: str) -> MetricSection:
+        """The statistics of `metric`; a KeyError naming the metrics there are otherwise."""
+        try:
+            return self.metrics[metric]
+        except KeyError:
+            raise KeyError(f"The snapshot has no metric {metric!r}; it has {list(self.metrics)}.") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **super().to_json()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        """Read stored snapshot data; `SnapshotSchemaError` when it is of another schema version or malformed."""
+        if not isinstance(data, dict):
+            raise SnapshotSchemaError(f"A snapshot is a JSON object, not {type(data).__name__}.")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise SnapshotSchemaError(
+                f"The snapshot has schema version {version!r}; this version reads {SCHEMA_VERSION}. Recompute it."
             )
-            raise ScoreTableError(f"case_metadata lists case(s) {dupes[:10]} more than once.")
-        meta = case_metadata.assign(case=case_metadata["case"].astype(str)).set_index("case")
-        meta = meta.reindex(list(cube.cases))
-        for column in meta.columns:
-            if column == "age":
-                factors["age_band"] = age_bands(pd.to_numeric(meta[column], errors="coerce").to_numpy())
-            else:
-                factors[str(column)] = np.array(
-                    [None if pd.isna(x) else str(x) for x in meta[column]], dtype=object
-                )
-    return factors
+        return super().from_json({key: value for key, value in data.items() if key != "schema_version"})
 
 
-def _metric_section(
-    cube: ScoreCube,
-    plan: StratifiedBootstrap,
-    factors: Mapping[str, np.ndarray],
-    site_is_ood: Mapping[str, bool] | None,
-    *,
-    alpha: float,
-    p_method: PValueMethod,
-    r_method: RankMethod,
-    i_method: IntervalMethod,
-    level: float,
-    correction: Correction,
-    min_cases_per_group: int,
-) -> dict[str, Any]:
-    summary = summarize(cube)
-    means = bootstrap_means(cube, plan)
-    intervals = mean_intervals(means, cube, method=i_method, level=level)
-    stability = rank_stability(cube, plan, method=r_method, means=means, alpha=alpha, p_value_method=p_method)
-    order = [int(i) for i in np.lexsort((np.arange(len(cube.algorithms)), stability.full.rank))]
-    differences = pairwise_headline_differences(cube, plan, means, level=level)
-    return {
-        "organs": list(cube.organs),
-        "leaderboard": [
-            {
-                "algorithm": cube.algorithms[a],
-                "rank": int(stability.full.rank[a]),
-                "rank_score": stability.full.score[a],
-                "mean": summary.headline[a],
-                "ci_low": intervals.headline_low[a],
-                "ci_high": intervals.headline_high[a],
-                "n_missing_cases": int(summary.n_missing[a]),
-            }
-            for a in order
-        ],
-        "organ_stats": _organ_stats(cube, summary, intervals),
-        "per_site": _per_site(cube, site_is_ood),
-        "significance": {
-            organ: _significance_panel(significance_map(cube, organ, alpha=alpha, p_value_method=p_method))
-            for organ in cube.organs
-        },
-        "paired_differences": {
-            "algorithms": [cube.algorithms[i] for i in order],
-            "difference": differences.difference[np.ix_(order, order)],
-            "ci_low": differences.ci_low[np.ix_(order, order)],
-            "ci_high": differences.ci_high[np.ix_(order, order)],
-        },
-        "rank_stability": _rank_section(stability, means, order, level),
-        "breakdowns": _breakdown_section(cube, factors, alpha, correction, min_cases_per_group),
-    }
-
-
-def _organ_stats(cube: ScoreCube, summary: OrganSummary, intervals: MeanIntervals) -> dict[str, Any]:
-    boxes = box_statistics(cube.values.transpose(0, 2, 1))
-    return {
-        algorithm: {
-            organ: {
-                "mean": summary.mean[a, o],
-                "ci_low": intervals.organ_low[a, o],
-                "ci_high": intervals.organ_high[a, o],
-                "n_cases": int(summary.n_cases[a, o]),
-                "median": summary.median[a, o],
-                "p2_5": summary.low[a, o],
-                "p97_5": summary.high[a, o],
-                "q1": boxes.q1[a, o],
-                "q3": boxes.q3[a, o],
-                "whisker_low": boxes.whisker_low[a, o],
-                "whisker_high": boxes.whisker_high[a, o],
-            }
-            for o, organ in enumerate(cube.organs)
-        }
-        for a, algorithm in enumerate(cube.algorithms)
-    }
-
-
-def _per_site(cube: ScoreCube, site_is_ood: Mapping[str, bool] | None) -> dict[str, Any]:
-    by_site = group_means(cube, cube.sites.astype(object), factor="site")
-    return {
-        "sites": list(by_site.groups),
-        "out_of_distribution": [None if site_is_ood is None else site_is_ood.get(s) for s in by_site.groups],
-        "n_cases": by_site.n_group_cases,
-        "headline": {alg: by_site.headline[a] for a, alg in enumerate(cube.algorithms)},
-        "organ_means": {
-            alg: {organ: by_site.mean[a, :, o] for o, organ in enumerate(cube.organs)}
-            for a, alg in enumerate(cube.algorithms)
-        },
-    }
-
-
-def _significance_panel(panel: SignificanceMap) -> dict[str, Any]:
-    off_diagonal = ~np.eye(len(panel.order), dtype=bool)
-    return {
-        "order": list(panel.order),
-        "medians": panel.medians,
-        "better": [
-            [bool(v) if off_diagonal[i, j] else None for j, v in enumerate(row)]
-            for i, row in enumerate(panel.better)
-        ],
-        "p_value": panel.p_value,
-        "p_adjusted": panel.p_adjusted,
-        "n_cases": panel.n_cases,
-    }
-
-
-def _rank_section(
-    stability: RankStability, means: BootstrapMeans, order: list[int], level: float
-) -> dict[str, Any]:
-    low, high = stability.rank_interval(level)
-    tau = stability.kendall_tau[~np.isnan(stability.kendall_tau)]
-    tau_low, tau_high = (
-        (quantiles(tau, q) for q in ((1 - level) / 2, (1 + level) / 2)) if tau.size else (None, None)
-    )
-    per_organ = {}
-    for organ, organ_stability in organ_rank_stability(means).items():
-        per_organ[organ] = {
-            "algorithms": [organ_stability.algorithms[i] for i in order],
-            "full_rank": organ_stability.full.rank[order],
-            "rank_counts": organ_stability.rank_counts[order],
-            "kendall_tau_mean": float(np.nanmean(organ_stability.kendall_tau))
-            if (~np.isnan(organ_stability.kendall_tau)).any()
-            else None,
-        }
-    return {
-        "method": stability.method.value,
-        "n_resamples": stability.n_resamples,
-        "algorithms": [stability.algorithms[i] for i in order],
-        "full_rank": stability.full.rank[order],
-        "rank_counts": stability.rank_counts[order],
-        "median_rank": stability.median_rank[order],
-        "rank_ci_low": low[order],
-        "rank_ci_high": high[order],
-        "kendall_tau": {
-            "mean": float(tau.mean()) if tau.size else None,
-            "median": float(np.median(tau)) if tau.size else None,
-            "ci_low": tau_low,
-            "ci_high": tau_high,
-        },
-        "per_organ": per_organ,
-    }
-
-
-def _breakdown_section(
-    cube: ScoreCube,
-    factors: Mapping[str, np.ndarray],
-    alpha: float,
-    correction: Correction,
-    min_cases_per_group: int,
-) -> dict[str, Any]:
-    section: dict[str, Any] = {}
-    for factor, labels in factors.items():
-        grouped = group_means(cube, labels, factor=factor)
-        tests = {}
-        for comparison in breakdown(
-            cube,
-            labels,
-            factor=factor,
-            alpha=alpha,
-            correction=correction,
-            min_cases_per_group=min_cases_per_group,
-        ):
-            tests[comparison.algorithm] = {
-                "kruskal_h": comparison.kruskal_h,
-                "kruskal_p": comparison.kruskal_p,
-                "significant": comparison.significant,
-                "excluded_groups": list(comparison.excluded_groups),
-                "groups": [vars(g) for g in comparison.groups],
-                "pairwise": [vars(p) for p in comparison.pairwise],
-            }
-        section[factor] = {
-            "groups": list(grouped.groups),
-            "n_cases": grouped.n_group_cases,
-            "headline": {alg: grouped.headline[a] for a, alg in enumerate(cube.algorithms)},
-            "tests": tests,
-        }
-    return section
-
-
-def _json_clean(value: Any) -> Any:
-    """Plain JSON data: NaN/inf -> None, numpy -> Python, tuples/arrays -> lists."""
+# --- JSON codec ----------------------------------------------------------------------------------------------
+def _encode(value: Any) -> Any:
+    if isinstance(value, _Json):
+        return {field.name: _encode(getattr(value, field.name)) for field in dataclasses.fields(value)}  # type: ignore[arg-type]
+    if isinstance(value, tuple):
+        return [_encode(item) for item in value]
     if isinstance(value, dict):
-        return {str(k): _json_clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_clean(value.tolist())
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, str):
-        return str(value)  # also turns StrEnum members into their plain value
-    if value is None:
-        return None
-    raise TypeError(f"Cannot put {type(value).__name__} into a snapshot.")
+        return {key: _encode(item) for key, item in value.items()}
+    return value
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(kind: type) -> dict[str, Any]:
+    """The resolved annotations of a snapshot class (`from __future__` leaves them as strings)."""
+    if kind not in _FIELD_TYPES:
+        _FIELD_TYPES[kind] = typing.get_type_hints(kind)
+    return _FIELD_TYPES[kind]
+
+
+def _decode(kind: Any, value: Any, path: str) -> Any:
+    """`value` read as `kind`, checked all the way down; `path` names the place in a message."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):  # X | None
+        if value is None:
+            return None
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return _decode(inner, value, path)
+    if isinstance(kind, type) and issubclass(kind, _Json):
+        if not isinstance(value, dict):
+            raise _mistyped(path, "an object", value)
+        names = [field.name for field in dataclasses.fields(kind)]  # type: ignore[arg-type]
+        missing, unexpected = sorted(set(names) - value.keys()), sorted(value.keys() - set(names))
+        if missing or unexpected:
+            raise SnapshotSchemaError(
+                f"{path} has missing field(s) {missing} and unexpected field(s) {unexpected}. Recompute the snapshot."
+            )
+        types_ = _field_types(kind)
+        return kind(**{name: _decode(types_[name], value[name], f"{path}.{name}") for name in names})
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _mistyped(path, "a list", value)
+        return tuple(_decode(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _mistyped(path, "an object", value)
+        return {key: _decode(args[1], item, f"{path}.{key}") for key, item in value.items()}
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, str, bool) and type(value) is kind:
+        return value
+    raise _mistyped(path, getattr(kind, "__name__", str(kind)), value)
+
+
+def _mistyped(path: str, expected: str, value: Any) -> SnapshotSchemaError:
+    return SnapshotSchemaError(f"{path} should be {expected}, not {value!r:.60}. Recompute the snapshot.")

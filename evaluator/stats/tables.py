@@ -225,3 +225,136 @@ def _default_organs(organ_column: pd.Series) -> tuple[str, ...]:
     if set(present) <= set(TOUCHSTONE_ORGAN_NAMES):
         return tuple(o for o in TOUCHSTONE_ORGAN_NAMES if o in present)
     return tuple(present)
+
+
+@dataclass(frozen=True, eq=False)
+class CodedScores:
+    """The long table of scores as integer codes: one record per (case, algorithm, organ), every metric a column.
+
+    Record r scores case `case_names[case[r]]` (of site `case_sites[case[r]]`), algorithm
+    `algorithm_names[algorithm[r]]` and organ `organ_names[organ[r]]`; `values[metric][r]` is its
+    score (NaN = not evaluable). A name table may hold a name twice (two database rows with one
+    name): records are matched by name, as in the long table. What a database read hands over
+    without building a Python string per row; `long_table()` is the same scores as a long table.
+    """
+
+    case_names: np.ndarray
+    case_sites: np.ndarray
+    algorithm_names: np.ndarray
+    organ_names: np.ndarray
+    case: np.ndarray
+    algorithm: np.ndarray
+    organ: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.case.size)
+
+    def long_table(self) -> pd.DataFrame:
+        """The long table (`SCORE_COLUMNS`): for each metric in turn, one row per record."""
+        repeats = len(self.values)
+        metric = np.empty(len(self) * repeats, dtype=object)
+        for position, name in enumerate(self.values):
+            metric[position * len(self) : (position + 1) * len(self)] = name
+        return pd.DataFrame(
+            {
+                "case": np.tile(_object_array(self.case_names)[self.case], repeats),
+                "site": np.tile(_object_array(self.case_sites)[self.case], repeats),
+                "algorithm": np.tile(_object_array(self.algorithm_names)[self.algorithm], repeats),
+                "organ": np.tile(_object_array(self.organ_names)[self.organ], repeats),
+                "metric": metric,
+                "value": np.concatenate([np.asarray(v, dtype=np.float64) for v in self.values.values()])
+                if self.values
+                else np.empty(0),
+            }
+        )
+
+
+def _object_array(names: np.ndarray | Sequence[str]) -> np.ndarray:
+    array = np.empty(len(names), dtype=object)
+    array[:] = list(names)
+    return array
+
+
+def _resolve_names(names: np.ndarray, codes: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct names among those `codes` use, and each code's index among them (checked non-empty)."""
+    used = np.flatnonzero(np.bincount(codes, minlength=len(names)) > 0)
+    labels = _object_array(names)[used]
+    if any(pd.isna(label) or not str(label).strip() for label in labels):
+        raise ScoreTableError(f"The column {column!r} has empty cells; every row needs a {column}.")
+    distinct, inverse = np.unique(_object_array([str(label) for label in labels]), return_inverse=True)
+    index = np.full(len(names), -1, dtype=np.int64)
+    index[used] = np.ravel(inverse)
+    return distinct, index
+
+
+def score_cubes(
+    scores: CodedScores, *, organs: Sequence[str] | None = None
+) -> dict[str, ScoreCube]:
+    """Validate coded scores and lay out each metric as a `ScoreCube`, without a long table.
+
+    The cubes `compute_snapshot` builds from `scores.long_table()` (every metric of the records,
+    algorithms sorted, all cases of the table, organs as `score_cube` picks them), number for
+    number, and the checks of `validate_scores` on the arrays: names non-empty, no infinite value,
+    one site per case, at most one record per (case, algorithm, organ); a failed check raises the
+    error `validate_scores` raises. (A database read cannot hold duplicates, its rows are unique
+    per submission, case and organ, but a duplicated name could; the check costs one `bincount`.)
+    No records: no cubes.
+    """
+    if len(scores) == 0:
+        return {}
+    case_labels, case_index = _resolve_names(scores.case_names, scores.case, "case")
+    algorithm_labels, algorithm_index = _resolve_names(scores.algorithm_names, scores.algorithm, "algorithm")
+    organ_labels, organ_index = _resolve_names(scores.organ_names, scores.organ, "organ")
+    _resolve_names(scores.case_sites, scores.case, "site")
+    record_case, record_algorithm, record_organ = (
+        case_index[scores.case], algorithm_index[scores.algorithm], organ_index[scores.organ]
+    )
+    for metric, values in scores.values.items():
+        if not metric.strip():
+            raise ScoreTableError("The column 'metric' has empty cells; every row needs a metric.")
+        infinite = np.isinf(values)
+        if infinite.any():
+            bad = pd.unique(case_labels[record_case[infinite]]).tolist()
+            raise ScoreTableError(
+                f"Infinite scores for case(s) {_name_cases(bad)}; use NaN for 'not evaluable' "
+                "and the worst finite score for a failed case."
+            )
+    cells = (record_case * len(algorithm_labels) + record_algorithm) * len(organ_labels) + record_organ
+    if np.bincount(cells).max() > 1:
+        validate_scores(scores.long_table())  # raises DuplicateCaseError, naming the cases
+    site_of_code = _object_array([str(site) for site in scores.case_sites])
+    sites = np.empty(len(case_labels), dtype=object)
+    used_codes = np.flatnonzero(case_index >= 0)
+    sites[case_index[used_codes]] = site_of_code[used_codes]
+    if (sites[case_index[used_codes]] != site_of_code[used_codes]).any():
+        _check_one_site_per_case(pd.DataFrame({"case": case_labels[record_case], "site": site_of_code[scores.case]}))
+    if organs is not None:
+        organ_names = tuple(organs)
+    else:
+        seen, first_seen = np.unique(record_organ, return_index=True)
+        organ_names = _default_organs(pd.Series(organ_labels[seen[np.argsort(first_seen)]]))
+    position = {str(name): i for i, name in enumerate(organ_labels)}
+    organ_column = np.full(len(organ_labels), -1, dtype=np.int64)
+    for column, name in enumerate(organ_names):
+        if name in position:
+            organ_column[position[name]] = column
+    record_column = organ_column[record_organ]
+    keep = record_column >= 0
+    kept_algorithm, kept_case, kept_column = record_algorithm[keep], record_case[keep], record_column[keep]
+    has_row = np.zeros((len(algorithm_labels), len(case_labels)), dtype=bool)
+    has_row[kept_algorithm, kept_case] = True
+    cubes = {}
+    for metric, values in scores.values.items():
+        cube_values = np.full((len(algorithm_labels), len(case_labels), len(organ_names)), np.nan)
+        cube_values[kept_algorithm, kept_case, kept_column] = np.asarray(values, dtype=np.float64)[keep]
+        cubes[metric] = ScoreCube(
+            metric=metric,
+            algorithms=tuple(str(a) for a in algorithm_labels),
+            cases=tuple(str(c) for c in case_labels),
+            sites=np.array([str(s) for s in sites], dtype=str),
+            organs=organ_names,
+            values=cube_values,
+            has_row=has_row.copy(),
+        )
+    return cubes

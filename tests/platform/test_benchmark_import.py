@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -75,10 +77,34 @@ def test_every_problem_is_named_and_nothing_is_written(test_set):
         f"case {second['case_id']} names site 'XYZ'",
         f"case {first['case_id']} is listed twice",
         f"case {fourth['case_id']}: image {folder / fourth['image']} does not exist",
-        f"case {second['case_id']}: image shape",
+        f"case {second['case_id']}: the image has shape",
     ):
         assert expected in message
     assert Benchmark.objects.count() == Case.objects.count() == 0
+
+
+def _with_affine(path: Path, change) -> None:
+    image = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), change(image.affine), image.header), path)
+
+
+def test_image_and_reference_must_share_the_voxel_grid_the_scorer_accepts(test_set):
+    """The scorer's rule: every corner voxel within 1e-3 mm. Rounding passes; a shifted origin does not."""
+    folder = test_set.parent
+    first, second = json.loads(test_set.read_text())["cases"][:2]
+    _with_affine(folder / first["image"], lambda affine: affine + _shift(2e-4))
+    _with_affine(folder / second["image"], lambda affine: affine + _shift(0.5))
+    with pytest.raises(CommandError) as raised:
+        run(str(test_set))
+    message = str(raised.value)
+    assert f"case {second['case_id']}: the image's origin is shifted by (0.5, 0, 0) mm" in message
+    assert f"case {first['case_id']}" not in message
+
+
+def _shift(mm: float) -> np.ndarray:
+    shift = np.zeros((4, 4))
+    shift[0, 3] = mm
+    return shift
 
 
 def test_unreadable_manifest_and_files_outside_data_root_are_clear_errors(test_set, settings, tmp_path_factory):

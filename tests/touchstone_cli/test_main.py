@@ -78,8 +78,18 @@ def test_a_crashed_job_reads_as_sentences_with_its_last_output_line(capsys):
     ok = {**job, "index": 0, "canary": True, "state_label": "Succeeded", "exit_reason": "ok", "detail": "Finished.",
           "last_output_line": None}
     cli.print_submission({"id": 3, "team": "bob", "algorithm": "fragile", "phase": "final", "state_label": "Completed",
+                          "failure_reason": "",
                           "jobs": [ok, job], "url": "http://x/submissions/3/"})
     out = " ".join(capsys.readouterr().out.split())
     assert ("Crashed (non-zero exit). The container exited with code 1. "
             "Last line of its output: ValueError: unsupported orientation") in out
     assert "Finished" not in out  # a job that ended well needs no words
+
+
+def test_results_show_missed_organs_beside_the_hd95_mean(capsys):
+    organ = {"organ": "liver", "dsc": 0.57, "nsd": 0.6, "hd95_mm": 15.0, "hd95_n_infinite": 1, "n": 3, "n_failed": 1}
+    site = {"name": "North", "out_of_distribution": False, "cases": 3, "failed_cases": 0, "dsc": 0.57, "nsd": 0.6}
+    cli.print_submission({"id": 4, "team": "bob", "algorithm": "unet", "phase": "final", "state_label": "Completed",
+                          "failure_reason": "", "jobs": [], "url": "http://x/submissions/4/",
+                          "results": {"dsc": 0.57, "nsd": 0.6, "organs": [organ], "sites": [site]}})
+    assert "15.0 (+1 missed)" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 from evaluator.stats.aggregates import (
     box_statistics,
     case_scores,
+    distance_means,
     distribution,
     group_means,
     nanmean_last_axis,
@@ -101,3 +102,11 @@ def test_box_statistics_whiskers_stop_at_the_last_case_within_1_5_iqr() -> None:
     q1, q3 = np.percentile(values, [25, 75])
     assert (boxes.q1, boxes.q3) == (q1, q3)
     assert boxes.whisker_low == 0.80 and boxes.whisker_high == 0.90
+
+
+def test_distance_means_count_infinite_cases_beside_the_finite_mean() -> None:
+    distances = np.array([[2.0, np.inf, NAN, 4.0], [NAN, NAN, NAN, NAN], [np.inf, np.inf, NAN, NAN]])
+    means = distance_means(distances)
+    np.testing.assert_array_equal(means.mean_mm, [3.0, NAN, NAN])
+    np.testing.assert_array_equal(means.n_finite, [2, 0, 0])
+    np.testing.assert_array_equal(means.n_infinite, [1, 0, 2])

@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import pytest
 
 from evaluator import figures
-from evaluator.stats.snapshot import compute_snapshot
+from evaluator.stats.compute import compute_snapshot
+from evaluator.stats.snapshot import Snapshot
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +33,22 @@ def scores() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def snapshot(scores: pd.DataFrame) -> dict:
+def snapshot(scores: pd.DataFrame) -> Snapshot:
     return compute_snapshot(
         scores, metrics=("dsc",), n_bootstrap=100, site_is_ood={"site0": False, "site1": True}
     )
 
 
-def test_forest_plot_puts_the_best_on_top_with_ci_arms(snapshot: dict) -> None:
+def test_forest_plot_puts_the_best_on_top_with_ci_arms(snapshot: Snapshot) -> None:
     figure = figures.forest_plot(snapshot, "dsc")
     trace = figure.data[0]
     assert isinstance(figure, go.Figure) and list(trace.y)[-1] == "alice"
-    best = snapshot["metrics"]["dsc"]["leaderboard"][0]
-    assert trace.error_x.arrayminus[-1] == pytest.approx(best["mean"] - best["ci_low"])
+    best = snapshot.metrics["dsc"].leaderboard[0]
+    assert trace.error_x.arrayminus[-1] == pytest.approx(best.mean - best.ci_low)
     assert figures.forest_plot(snapshot, "dsc", "liver").data[0].x[-1] is not None
 
 
-def test_significance_heatmap_marks_column_better_than_row(snapshot: dict) -> None:
+def test_significance_heatmap_marks_column_better_than_row(snapshot: Snapshot) -> None:
     figure = figures.significance_heatmap(snapshot, "dsc", "liver")
     heatmap = figure.data[0]
     columns, rows = list(heatmap.x), list(heatmap.y)
@@ -57,7 +58,7 @@ def test_significance_heatmap_marks_column_better_than_row(snapshot: dict) -> No
     assert heatmap.z[rows.index("bob")][columns.index("bob")] is None
 
 
-def test_significance_heatmap_diagonal_line_runs_through_the_empty_cells(snapshot: dict) -> None:
+def test_significance_heatmap_diagonal_line_runs_through_the_empty_cells(snapshot: Snapshot) -> None:
     figure = figures.significance_heatmap(snapshot, "dsc", "liver")
     z, (line,) = figure.data[0].z, figure.layout.shapes
     slope = (line.y1 - line.y0) / (line.x1 - line.x0)
@@ -66,21 +67,21 @@ def test_significance_heatmap_diagonal_line_runs_through_the_empty_cells(snapsho
         assert line.y0 + slope * (column - line.x0) == pytest.approx(row)
 
 
-def test_rank_stability_plot_has_a_blob_per_observed_rank(snapshot: dict) -> None:
+def test_rank_stability_plot_has_a_blob_per_observed_rank(snapshot: Snapshot) -> None:
     figure = figures.rank_stability_plot(snapshot, "dsc")
-    counts = snapshot["metrics"]["dsc"]["rank_stability"]["rank_counts"]
+    counts = snapshot.metrics["dsc"].rank_stability.rank_counts
     assert len(figure.data[0].x) == sum(1 for row in counts for c in row if c > 0)
     assert figures.rank_stability_plot(snapshot, "dsc", "spleen").data
 
 
-def test_site_heatmap_marks_out_of_distribution_sites(snapshot: dict) -> None:
+def test_site_heatmap_marks_out_of_distribution_sites(snapshot: Snapshot) -> None:
     figure = figures.site_heatmap(snapshot, "dsc")
     assert list(figure.data[0].x) == ["site0", "site1 (OOD)"]
     assert list(figure.data[0].y)[0] == "alice"
     assert figures.site_heatmap(snapshot, "dsc", "liver").data[0].z is not None
 
 
-def test_organ_boxplots_from_a_snapshot_or_from_scores_agree(snapshot: dict, scores: pd.DataFrame) -> None:
+def test_organ_boxplots_from_a_snapshot_or_from_scores_agree(snapshot: Snapshot, scores: pd.DataFrame) -> None:
     from_snapshot = figures.organ_boxplots(snapshot, "dsc")
     from_scores = figures.organ_boxplots(scores, "dsc")
     assert len(from_snapshot.data) == len(from_scores.data) == 3
@@ -89,7 +90,7 @@ def test_organ_boxplots_from_a_snapshot_or_from_scores_agree(snapshot: dict, sco
         np.testing.assert_allclose(trace.median, by_name[trace.name].median)
 
 
-def test_unknown_metric_or_organ_is_a_clear_error(snapshot: dict) -> None:
+def test_unknown_metric_or_organ_is_a_clear_error(snapshot: Snapshot) -> None:
     with pytest.raises(KeyError, match="nsd"):
         figures.forest_plot(snapshot, "nsd")
     with pytest.raises(KeyError, match="pancreas"):
