@@ -8,6 +8,11 @@ command -v pg_ctlcluster >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/d
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v chromium >/dev/null || need+=(chromium)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)  # a whole test image
+command -v zstd >/dev/null || need+=(zstd)     # image intake decompresses zstd layers to count them
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)  # each job's capped /output is a loop-mounted ext4 image
+command -v docker-compose >/dev/null || need+=(docker-compose)  # make test-deploy: the production stack
+command -v openssl >/dev/null || need+=(openssl)  # its test certificate
 python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then echo "Missing packages (${need[*]}): run as root, or install them with apt-get." >&2; exit 1; fi

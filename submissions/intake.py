@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from benchmarks.models import Case, Phase
-from submissions import progress, sandbox, tasks
+from submissions import image_check, progress, sandbox, tasks
 from submissions.models import AlgorithmImage, Job, Submission
 from teams.models import Team
 
@@ -28,11 +28,57 @@ class SubmissionRefused(Exception):
     """The request cannot be accepted; the message tells the team what to do."""
 
 
+def image_limits() -> image_check.ImageLimits:
+    """The caps on one image, from the settings (TOUCHSTONE_IMAGE_MAX_*)."""
+    return image_check.ImageLimits(
+        max_layers=settings.IMAGE_MAX_LAYERS,
+        max_compressed_bytes=settings.IMAGE_MAX_COMPRESSED_BYTES,
+        max_unpacked_bytes=settings.IMAGE_MAX_UNPACKED_BYTES,
+    )
+
+
+def submissions_used(*, team: Team, phase: Phase) -> int:
+    """The team's submissions to the phase in the last 24 hours; platform failures are not charged."""
+    since = timezone.now() - timedelta(days=1)
+    return (
+        Submission.objects.filter(team=team, phase=phase, created_at__gte=since)
+        .exclude(state=Submission.State.FAILED, failure_reason__startswith="Platform error")
+        .count()
+    )
+
+
+def _check_open_and_quota(*, team: Team, phase: Phase) -> None:
+    if not phase.is_open:
+        raise SubmissionRefused(f"Phase '{phase.slug}' is closed for submissions.")
+    quota = phase.quota_for(team)
+    if submissions_used(team=team, phase=phase) >= quota:
+        raise SubmissionRefused(
+            f"Team '{team.slug}' has used its {quota} submissions to '{phase.slug}' "
+            "in the last 24 hours. Try again later."
+        )
+
+
+def submission_precheck(*, team: Team, phase: Phase, declared_size: int | None) -> None:
+    """Refuse an upload before a byte of it is stored: phase closed, quota used up, or declared too large.
+
+    `submission_create` checks the phase and quota again under a lock (two uploads may race).
+    """
+    _check_open_and_quota(team=team, phase=phase)
+    limit = settings.MAX_IMAGE_UPLOAD_BYTES
+    if declared_size is not None and declared_size > limit:
+        raise SubmissionRefused(
+            f"The image is {image_check.human_size(declared_size)}; the limit is {image_check.human_size(limit)}. "
+            "Make it smaller (a slimmer base image, fewer files) and save it again."
+        )
+
+
 def image_store(*, team: Team, stream: BinaryIO, declared_size: int | None = None) -> AlgorithmImage:
     """Stream an uploaded `docker save` tar to DATA_ROOT/images/<sha256>.tar, never holding it in memory."""
     limit = settings.MAX_IMAGE_UPLOAD_BYTES
     if declared_size is not None and declared_size > limit:
-        raise SubmissionRefused(f"The image is {declared_size / 2**30:.1f} GiB; the limit is {limit / 2**30:.1f} GiB.")
+        raise SubmissionRefused(
+            f"The image is {image_check.human_size(declared_size)}; the limit is {image_check.human_size(limit)}."
+        )
     images_dir = Path(settings.DATA_ROOT) / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
@@ -41,7 +87,7 @@ def image_store(*, team: Team, stream: BinaryIO, declared_size: int | None = Non
             while chunk := stream.read(1 << 20):
                 size += len(chunk)
                 if size > limit:
-                    raise SubmissionRefused(f"The upload exceeds the {limit / 2**30:.1f} GiB image limit.")
+                    raise SubmissionRefused(f"The upload exceeds the {image_check.human_size(limit)} image limit.")
                 digest.update(chunk)
                 part.write(chunk)
         except BaseException:
@@ -70,32 +116,34 @@ def submission_create(*, team: Team, phase: Phase, algorithm: str, image: Algori
         raise SubmissionRefused("Name the algorithm (for example --algorithm my-unet).")
     if image.state == AlgorithmImage.State.INVALID:
         raise SubmissionRefused(f"This image was already refused: {image.error}")
-    since = timezone.now() - timedelta(days=1)
     with transaction.atomic():
         Team.objects.select_for_update().get(pk=team.pk)  # serialise quota checks of one team
-        used = Submission.objects.filter(team=team, phase=phase, created_at__gte=since).exclude(
-            state=Submission.State.FAILED, failure_reason__startswith="Platform error"
-        ).count()
-        if used >= phase.submissions_per_day:
-            raise SubmissionRefused(
-                f"Team '{team.slug}' has used its {phase.submissions_per_day} submissions to '{phase.slug}' "
-                "in the last 24 hours. Try again later."
-            )
+        _check_open_and_quota(team=team, phase=phase)
         submission = Submission.objects.create(team=team, phase=phase, algorithm=algorithm.strip(), image=image)
-        transaction.on_commit(lambda: tasks.validate_submission.delay(submission_id=submission.pk))
+        # robust: with the broker down the row is committed all the same and the caller gets its submission;
+        # the sweep re-sends the validation of a submission left VALIDATING (the failure is logged).
+        transaction.on_commit(lambda: tasks.validate_submission.delay(submission_id=submission.pk), robust=True)
     return submission
 
 
 def submission_validate(*, submission_id: int, runner_override: sandbox.SandboxRunner | None = None) -> None:
-    """Load the image into Docker and check it; then cut the phase's cases into jobs, canary first."""
-    submission = Submission.objects.select_related("image", "phase").get(pk=submission_id)
+    """Check the image's tar, load it untagged and tag it in the platform's namespace; then cut the jobs.
+
+    A refused image is marked INVALID with the reason and the submission FAILED with it; nothing of it
+    stays in Docker.
+    """
+    submission = Submission.objects.select_related("image", "phase", "team").get(pk=submission_id)
     if submission.state != Submission.State.VALIDATING:
         return
     image = submission.image
     if image.state != AlgorithmImage.State.READY:
         runner = runner_override or sandbox.SandboxRunner()
         try:
-            image.docker_image_id = runner.load_image(Path(settings.DATA_ROOT) / image.tar_path)
+            image.docker_image_id = runner.load_image(
+                Path(settings.DATA_ROOT) / image.tar_path,
+                repository=image_check.submission_repository(submission.team.slug),
+                limits=image_limits(),
+            )
             image.state = AlgorithmImage.State.READY
             image.error = ""
         except sandbox.ImageRejected as error:
@@ -149,5 +197,5 @@ def jobs_create(*, submission: Submission) -> list[Job]:
             job.cases.set(shard)
             jobs.append(job)
         canary_id = jobs[0].pk
-        transaction.on_commit(lambda: tasks.run_job.delay(job_id=canary_id))
+        transaction.on_commit(lambda: tasks.run_job.delay(job_id=canary_id), robust=True)  # lost: the sweep re-sends it
     return jobs

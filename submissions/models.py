@@ -3,6 +3,9 @@
 from django.db import models
 
 from benchmarks.models import Case, Organ, Phase
+from evaluator.choices import ExitReason
+from evaluator.scoring.refusals import RefusalCategory
+from evaluator.scoring.scores import OrganStatus
 from teams.models import Team
 
 
@@ -49,6 +52,9 @@ class Submission(models.Model):
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # When the validation message was last sent, and how often: the sweep re-sends a lost one.
+    validation_sent_at = models.DateTimeField(null=True, blank=True)
+    validation_attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -56,18 +62,6 @@ class Submission(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.team} / {self.algorithm}"
-
-
-class ExitReason(models.TextChoices):
-    """Why a job's container stopped. Only PLATFORM_ERROR is retried; the others are the team's."""
-
-    OK = "ok", "Finished"
-    CRASHED = "crashed", "Crashed (non-zero exit)"
-    TIMED_OUT = "timed_out", "Exceeded the time limit"
-    OUT_OF_MEMORY = "out_of_memory", "Exceeded the memory limit"
-    BAD_OUTPUT = "bad_output", "Wrote no usable output"
-    PLATFORM_ERROR = "platform_error", "Platform error"
-    CANCELLED = "cancelled", "Cancelled"
 
 
 class Job(models.Model):
@@ -90,11 +84,23 @@ class Job(models.Model):
     cases = models.ManyToManyField(Case, related_name="jobs")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempt = models.PositiveIntegerField(default=0)
-    exit_reason = models.CharField(max_length=16, choices=ExitReason.choices, blank=True)
+    exit_reason = models.CharField(max_length=32, choices=ExitReason.choices(), blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     detail = models.TextField(blank=True, help_text="What happened, written for the team.")
+    platform_detail = models.TextField(
+        blank=True, help_text="Staff only: the engine's or host's own words about a platform error. Never shown to teams."
+    )
     log_tail = models.TextField(blank=True)
+    # The container's last words (its last stderr line, else stdout), shown to its team where logs are shared.
+    last_output_line = models.CharField(max_length=300, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # The lease of the worker running (RUNNING) or scoring (SCORING) this attempt: renewed while it works,
+    # taken back by the sweep once expired. The owner is "<host>:<pid>:<random>", one per claim.
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    score_attempt = models.PositiveIntegerField(default=0)
+    # Attempts made before the organizers' last rerun: the retry limit counts only the attempts after it.
+    attempt_offset = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ran_at = models.DateTimeField(null=True, blank=True)
@@ -117,17 +123,14 @@ class Job(models.Model):
 class CaseResult(models.Model):
     """One organ of one case of one submission. Unique, so re-scoring never counts a case twice."""
 
-    class Status(models.TextChoices):
-        SCORED = "scored", "Scored"
-        MISSED = "missed", "Organ missed"
-        ABSENT = "absent", "Not in the reference"
-        REFUSED = "refused", "No valid prediction"
+    # The evaluator's OrganStatus, under the name model code reads (`CaseResult.Status.ABSENT`).
+    Status = OrganStatus
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="results")
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="results")
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="results")
     organ = models.ForeignKey(Organ, on_delete=models.CASCADE, related_name="results")
-    status = models.CharField(max_length=16, choices=Status.choices)
+    status = models.CharField(max_length=16, choices=OrganStatus.choices())
     # NaN is stored as NULL: organ absent from the reference, excluded from means.
     dsc = models.FloatField(null=True)
     nsd = models.FloatField(null=True)
@@ -135,8 +138,8 @@ class CaseResult(models.Model):
     assd_mm = models.FloatField(null=True)
     reference_volume_ml = models.FloatField(null=True)
     predicted_volume_ml = models.FloatField(null=True)
-    # Why the prediction was refused (a RefusalCategory value) and the message the team sees.
-    refusal = models.CharField(max_length=32, blank=True)
+    # Why the prediction was refused, and the message the team sees.
+    refusal = models.CharField(max_length=32, choices=RefusalCategory.choices(), blank=True)
     message = models.TextField(blank=True)
 
     class Meta:
