@@ -1,11 +1,13 @@
 """The Celery app, its queues, and the one decorator every platform task uses.
 
 Queues: `inference` (GPU hosts: validate images, run containers), `scoring` (CPU: score cases),
-`default` (leaderboard snapshots, housekeeping). Messages carry ids only; PostgreSQL holds the state.
+`default` (leaderboard snapshots), `control` (the beat's sweep and cleanup, on a small worker of their own
+so they never wait behind hours-long tasks). Messages carry ids only; PostgreSQL holds the state.
 """
 
 import enum
 import os
+from collections.abc import Callable
 
 import kombu
 from celery import Celery
@@ -17,6 +19,7 @@ class Queue(enum.StrEnum):
     INFERENCE = "inference"
     SCORING = "scoring"
     DEFAULT = "default"
+    CONTROL = "control"
 
 
 app = Celery("touchstone")
@@ -32,24 +35,32 @@ def route_by_declared_queue(name, args, kwargs, options, task=None, **_):
 
 
 app.conf.task_routes = (route_by_declared_queue,)
-app.conf.beat_schedule = {
-    "requeue-stale-jobs": {"task": "touchstone.requeue_stale_jobs", "schedule": 300.0},
-}
-app.autodiscover_tasks(["submissions", "leaderboards"])
+
+# The beat schedule (sweep, cleanup) is CELERY_BEAT_SCHEDULE in settings.py: its periods are settings.
+app.autodiscover_tasks(["submissions", "leaderboards", "benchmarks"])
 
 
-def platform_task(*, queue: Queue, time_limit_s: int | None):
+def soft_limit(time_limit_s: int) -> int:
+    """The soft limit comes a minute before the hard one, so a task can still write why it stopped."""
+    return max(time_limit_s - 60, time_limit_s // 2)
+
+
+def platform_task(*, queue: Queue, time_limit_s: int | None, message_time_limit: Callable[..., int] | None = None):
     """Register a platform task: acks late, re-queued if its worker dies, routed to `queue`, time-limited.
 
     Every platform task goes through here (a lint rule forbids a bare `shared_task`), so none forgets the
-    delivery guarantees it relies on. The soft limit comes a minute before the hard one, so a task can
-    still write why it stopped. A task takes keyword ids only (`job_id=`, `submission_id=`, `phase_id=`).
+    delivery guarantees it relies on. A task takes keyword ids only (`job_id=`, `submission_id=`,
+    `phase_id=`). `message_time_limit(**kwargs)` gives a limit per message, computed when it is sent (a
+    job's limit follows its phase and number of cases), for tasks whose length has no fixed bound.
     """
 
     def decorate(function):
         limits = {}
         if time_limit_s is not None:
-            limits = {"time_limit": time_limit_s, "soft_time_limit": max(time_limit_s - 60, time_limit_s // 2)}
+            limits = {"time_limit": time_limit_s, "soft_time_limit": soft_limit(time_limit_s)}
+        options = {}
+        if message_time_limit is not None:
+            options["base"] = _per_message_limit_task(message_time_limit)
         return app.task(
             name=f"touchstone.{function.__name__}",
             platform_queue=queue.value,
@@ -57,6 +68,18 @@ def platform_task(*, queue: Queue, time_limit_s: int | None):
             reject_on_worker_lost=True,
             ignore_result=True,
             **limits,
+            **options,
         )(function)
 
     return decorate
+
+
+def _per_message_limit_task(message_time_limit: Callable[..., int]) -> type:
+    class PerMessageLimitTask(app.Task):
+        def apply_async(self, args=None, kwargs=None, **options):
+            if "time_limit" not in options and not app.conf.task_always_eager:
+                limit = message_time_limit(**(kwargs or {}))
+                options.update(time_limit=limit, soft_time_limit=soft_limit(limit))
+            return super().apply_async(args, kwargs, **options)
+
+    return PerMessageLimitTask

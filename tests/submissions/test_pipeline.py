@@ -16,28 +16,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 import evaluator
 from benchmarks.models import Phase
 from leaderboards.models import LeaderboardSnapshot
 from submissions import inference, scoring
 from submissions.models import CaseResult, ExitReason, Job, Submission
-from submissions.sandbox import last_output_line
 from teams import services as team_services
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, SYNTHETIC_PHASE, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-PHASE = "touchstone-synthetic-final"
+PHASE = SYNTHETIC_PHASE
 
 
 @pytest.fixture
-def phase(celery_workers) -> Phase:
-    call_command(
-        "make_synthetic_benchmark", size="test", cases_per_site=2, seed=7, shard_size=2, canary_size=2,
-        time_limit_per_case_s=60, memory_mb=1024, show_logs=True, stdout=open(os.devnull, "w"),
-    )
-    return Phase.objects.get(slug=PHASE)
+def phase(synthetic_phase) -> Phase:
+    return synthetic_phase
 
 
 def cli(live_server, token: str, *args: str, home: Path) -> subprocess.CompletedProcess:
@@ -100,7 +94,7 @@ def test_baseline_and_fragile_run_score_and_rank_end_to_end(phase, live_server, 
     failed_jobs = list(fragile.jobs.filter(state=Job.State.FAILED))
     assert failed_jobs, f"expected a failed job, got {list(fragile.jobs.values('state', 'detail'))}"
     assert all(job.exit_reason == ExitReason.CRASHED and job.attempt == 1 for job in failed_jobs)
-    assert any("orientation" in last_output_line(job.log_tail).lower() for job in failed_jobs), [
+    assert any("orientation" in job.last_output_line.lower() for job in failed_jobs), [
         job.log_tail for job in failed_jobs
     ]
     assert not any("orientation" in job.detail.lower() for job in failed_jobs)  # output only where logs are shared

@@ -8,8 +8,10 @@ EXPECTED = {
     "touchstone.validate_submission": (Queue.INFERENCE, ["submission_id"]),
     "touchstone.run_job": (Queue.INFERENCE, ["job_id"]),
     "touchstone.score_job": (Queue.SCORING, ["job_id"]),
-    "touchstone.requeue_stale_jobs": (Queue.DEFAULT, []),
+    "touchstone.sweep_states": (Queue.CONTROL, []),
+    "touchstone.cleanup": (Queue.CONTROL, []),
     "touchstone.compute_leaderboard": (Queue.DEFAULT, ["phase_id"]),
+    "touchstone.build_reference_cache": (Queue.SCORING, ["case_pk"]),
 }
 
 
