@@ -73,7 +73,7 @@ def test_teams_only_see_their_own_submissions_and_logs_only_where_allowed(client
     assert logs.status_code == 403 and "does not share container logs" in logs.json()["detail"]
     results = client.get(f"/api/v1/submissions/{mine.pk}/results/", **headers)
     assert results.status_code == 409
-    assert [s["id"] for s in client.get("/api/v1/submissions/", **headers).json()] == [mine.pk]
+    assert [s["id"] for s in client.get("/api/v1/submissions/", **headers).json()["results"]] == [mine.pk]
 
 
 def test_leaderboard_gives_headline_intervals_rank_ranges_and_on_request_every_statistic(client, alice):
@@ -101,7 +101,7 @@ def test_container_output_reaches_only_its_team_and_only_where_the_phase_shares_
     secret = "ValueError: voxel 12,40,7 of case hrh_000 is -1024 HU"
     submission = SubmissionFactory(team=team, phase=PhaseFactory(show_logs=show_logs), state=Submission.State.FAILED)
     JobFactory(submission=submission, state=Job.State.FAILED, exit_reason=ExitReason.CRASHED, exit_code=1,
-               detail="The container exited with code 1.", log_tail=f"processing\n{secret}\n")
+               detail="The container exited with code 1.", log_tail=f"processing\n{secret}\n", last_output_line=secret)
     mine = client.get(f"/api/v1/submissions/{submission.pk}/", **headers).json()
     assert mine["jobs"][0]["detail"] == "The container exited with code 1."
     assert (mine["jobs"][0].get("last_output_line") == secret) is show_logs

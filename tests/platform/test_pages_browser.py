@@ -14,46 +14,11 @@ from pathlib import Path
 import pytest
 
 from leaderboards.selectors import latest_snapshot
-from tests.conftest import unavailable
+from submissions.models import Submission
+from tests.platform.conftest import sign_in_member
 from tests.platform.scored_phase import ALGORITHMS, scored_phase
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        unavailable("Debian's chromium is not installed. Run `make setup`.")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the tests themselves are fine.
-    # Scoped to this module, so later fixtures (the Celery workers' environment) do not inherit it.
-    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.errors = errors
-    yield page
-    context.close()
 
 
 def screenshot(page, tmp_path: Path, name: str) -> None:
@@ -149,5 +114,11 @@ def test_submission_page_shows_its_standing_charts_and_jobs(live_server, page, t
     assert organ_rows.count() == 1 + 5
     liver = snapshot.statistics["metrics"]["dsc"]["organ_stats"][last["name"]]["liver"]
     assert f"{100 * liver['ci_low']:.1f}–{100 * liver['ci_high']:.1f}" in page.locator("#organ-table").inner_text()
+    # Per-site results are live numbers beyond the public row: the team's members see them, visitors do not.
+    assert page.locator("#site-table").count() == 0
+    sign_in_member(page, live_server, Submission.objects.get(pk=last["submission_id"]).team)
+    page.reload()
+    page.wait_for_selector("#site-table")
+    screenshot(page, tmp_path, "submission-as-member")
     # The one case without valid output is counted at its site.
     assert "1" in page.locator("#site-table tr", has_text="North General").locator("td").nth(2).inner_text()
