@@ -1,28 +1,13 @@
 """A benchmark: its label set (organs), hospitals (sites), hidden cases and phases."""
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-
-class NsdDefinition(models.TextChoices):
-    SURFEL = "surfel", "Surface elements with areas (DeepMind surface-distance)"
-    VOXEL = "voxel", "Border voxels counted (MONAI default, as Touchstone published)"
-
-
-class IntervalMethod(models.TextChoices):
-    PERCENTILE = "percentile", "Percentile bootstrap"
-    BCA = "bca", "Bias-corrected and accelerated (BCa) bootstrap"
-
-
-class PValueMethod(models.TextChoices):
-    EXACT = "exact", "Exact where SciPy can (today's SciPy default)"
-    NORMAL = "normal", "Normal approximation (as Touchstone's published figures)"
-
-
-class RankMethod(models.TextChoices):
-    MEAN_THEN_RANK = "mean_then_rank", "Mean then rank"
-    RANK_THEN_MEAN = "rank_then_mean", "Rank per case, then mean rank"
-    TEST_THEN_RANK = "test_then_rank", "Test then rank (significant wins)"
+from evaluator.scoring.scores import NsdDefinition
+from evaluator.stats.bootstrap import IntervalMethod
+from evaluator.stats.ranking import RankMethod
+from evaluator.stats.significance import PValueMethod
 
 
 class Benchmark(models.Model):
@@ -30,19 +15,36 @@ class Benchmark(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     nsd_tolerance_mm = models.FloatField(default=1.5, validators=[MinValueValidator(0.0)])
-    nsd_definition = models.CharField(max_length=16, choices=NsdDefinition.choices, default=NsdDefinition.SURFEL)
+    nsd_definition = models.CharField(max_length=16, choices=NsdDefinition.choices(), default=NsdDefinition.SURFEL.value)
     # Leaderboard statistics: bootstrap resamples (paired, stratified by site) and their seed.
     bootstrap_samples = models.PositiveIntegerField(
         default=2000, validators=[MinValueValidator(100), MaxValueValidator(10000)]
     )
     bootstrap_seed = models.PositiveIntegerField(default=0)
-    ci_method = models.CharField(max_length=16, choices=IntervalMethod.choices, default=IntervalMethod.PERCENTILE)
-    p_value_method = models.CharField(max_length=16, choices=PValueMethod.choices, default=PValueMethod.EXACT)
-    rank_method = models.CharField(max_length=16, choices=RankMethod.choices, default=RankMethod.MEAN_THEN_RANK)
+    ci_method = models.CharField(max_length=16, choices=IntervalMethod.choices(), default=IntervalMethod.PERCENTILE.value)
+    p_value_method = models.CharField(max_length=16, choices=PValueMethod.choices(), default=PValueMethod.EXACT.value)
+    rank_method = models.CharField(max_length=16, choices=RankMethod.choices(), default=RankMethod.MEAN_THEN_RANK.value)
+    # Surface distances (HD95, ASSD) on the leaderboard, and the finite worst value a missed organ or a case
+    # without valid output counts as wherever distances are averaged (e.g. the image diagonal): never dropped.
+    leaderboard_distances = models.BooleanField(
+        default=False, help_text="Show HD95 and ASSD means on the leaderboard (needs the worst-case distance)."
+    )
+    distance_worst_mm = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)],
+        help_text="Distance (mm) a missed organ or a case without valid output counts as in HD95/ASSD means, "
+        "e.g. the image diagonal. Empty: such cases are counted beside a mean over the finite ones.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.leaderboard_distances and self.distance_worst_mm is None:
+            raise ValidationError(
+                {"distance_worst_mm": "Set the worst-case distance (e.g. the image diagonal in mm) before putting "
+                 "HD95 and ASSD on the leaderboard: a missed organ must count, not be dropped."}
+            )
 
 
 class Organ(models.Model):
@@ -105,7 +107,17 @@ class Case(models.Model):
 
 
 class Phase(models.Model):
-    """What a submission is run on, and the limits its containers get."""
+    """What a submission is run on, the limits its containers get, and who sees its results."""
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Public (the live leaderboard is public)"
+        PRIVATE = "private", "Private (each team sees only its own rows)"
+        EMBARGOED = "embargoed", "Embargoed until an organizer publishes it"
+
+    class PublicRow(models.TextChoices):
+        LATEST = "latest", "The team's latest completed submission"
+        BEST = "best", "The team's best completed submission (headline DSC)"
+        TEAM_PICK = "team_pick", "The submission the team picks (else its latest)"
 
     benchmark = models.ForeignKey(Benchmark, on_delete=models.CASCADE, related_name="phases")
     slug = models.SlugField(unique=True)
@@ -120,6 +132,16 @@ class Phase(models.Model):
     gpu = models.BooleanField(default=False)
     submissions_per_day = models.PositiveIntegerField(default=3)
     show_logs = models.BooleanField(default=False, help_text="Teams may read their containers' log tails.")
+    show_case_results = models.BooleanField(
+        default=False,
+        help_text="Teams may read their own per-case scores. Off for hidden test phases: per-case volumes and "
+        "scores are a channel out for hidden images.",
+    )
+    leaderboard_visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
+    public_row = models.CharField(
+        max_length=16, choices=PublicRow.choices, default=PublicRow.LATEST,
+        help_text="Which submission is a team's one row on the leaderboard.",
+    )
     shard_size = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
     canary_size = models.PositiveIntegerField(default=2, validators=[MinValueValidator(1)])
     created_at = models.DateTimeField(auto_now_add=True)
@@ -129,3 +151,42 @@ class Phase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.benchmark.name} — {self.name}"
+
+    def quota_for(self, team) -> int:
+        """Submissions per day for `team`: an organizer's override, else the phase's quota."""
+        override = self.quotas.filter(team=team).values_list("submissions_per_day", flat=True).first()
+        return self.submissions_per_day if override is None else override
+
+
+class TeamQuota(models.Model):
+    """An organizer's override of a phase's daily submission quota for one team."""
+
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="quotas")
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, related_name="quotas")
+    submissions_per_day = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["phase", "team"], name="team_quota_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.team} on {self.phase.slug}: {self.submissions_per_day}/day"
+
+
+class SampleCase(models.Model):
+    """A public case organizers publish for a phase, so teams can run `touchstone validate` on it.
+
+    Never a hidden case: its image is served to any authenticated team, and it has no reference.
+    `image_path` is relative to DATA_ROOT.
+    """
+
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="sample_cases")
+    case_id = models.SlugField(max_length=64)
+    image_path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["phase", "case_id"]
+        constraints = [models.UniqueConstraint(fields=["phase", "case_id"], name="sample_case_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.phase.slug} sample {self.case_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +11,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from benchmarks.models import Benchmark, Case, Organ, Phase, Site
+from evaluator.scoring.loading import Geometry, LoadError, read_geometry, voxel_grid_mismatch
+
+logger = logging.getLogger(__name__)
 
 
 class ManifestError(Exception):
@@ -112,32 +116,32 @@ def _benchmark_problems(spec) -> list[str]:
 
 
 def _case_file_problems(case_id: str, image: Path, reference: Path) -> list[str]:
-    """Both files exist under DATA_ROOT and are NIfTI volumes of the same shape and affine (headers only)."""
-    import nibabel as nib
-    import numpy as np
+    """Both files exist under DATA_ROOT and are 3-D NIfTI volumes on one voxel grid (headers only).
 
+    The headers are read and compared by the evaluator's own rules (`read_geometry`,
+    `voxel_grid_mismatch`), so a case imported here is one the scorer accepts as its own input.
+    """
     problems = []
-    headers = []
+    geometries: dict[str, Geometry] = {}
     for what, path in (("image", image), ("reference", reference)):
         if not path.is_file():
             problems.append(f"case {case_id}: {what} {path} does not exist")
             continue
         try:
             _relative_to_data_root(path)
-            headers.append(nib.load(path).header)
+            geometries[what] = read_geometry(path, role=what)
         except ManifestError as error:
             problems.append(f"case {case_id}: {error}")
-        except Exception as error:  # noqa: BLE001 - any unreadable header is the organizer's to fix
-            problems.append(f"case {case_id}: {what} {path.name} is not a readable NIfTI file ({error})")
-    if len(headers) == 2:
-        image_header, reference_header = headers
-        if image_header.get_data_shape() != reference_header.get_data_shape():
-            problems.append(
-                f"case {case_id}: image shape {image_header.get_data_shape()} differs from the reference's "
-                f"{reference_header.get_data_shape()}"
-            )
-        elif not np.allclose(image_header.get_best_affine(), reference_header.get_best_affine(), atol=1e-3):
-            problems.append(f"case {case_id}: image and reference affines differ (not the same voxel grid)")
+        except LoadError as error:
+            problems.append(f"case {case_id}: {what} {path.name} is not a usable NIfTI volume ({error})")
+    if len(geometries) == 2:
+        image_geometry = geometries["image"]
+        mismatch = voxel_grid_mismatch(
+            image_geometry.shape, image_geometry.affine, geometries["reference"],
+            what="the image", expected_name="the reference",
+        )
+        if mismatch is not None:
+            problems.append(f"case {case_id}: {mismatch.message} (not the same voxel grid)")
     return problems
 
 
@@ -202,4 +206,35 @@ def benchmark_import(*, manifest_path: Path, phase_slug: str | None = None, phas
         defaults={"benchmark": benchmark, "name": phase_name, **(phase_options or {})},
     )
     phase.cases.add(*cases)
+    case_pks = [case.pk for case in cases]
+    transaction.on_commit(lambda: reference_caches_enqueue(case_pks=case_pks))
     return phase
+
+
+def reference_cache_root() -> Path:
+    """Where the scorer's reference cache lives (`evaluator.scoring.reference_cache`): under DATA_ROOT."""
+    return Path(settings.DATA_ROOT) / "reference-cache"
+
+
+def reference_caches_enqueue(*, case_pks: list[int]) -> None:
+    """Ask the scoring workers to build the reference cache of these cases (idempotent, one task each)."""
+    from benchmarks import tasks  # tasks import this module
+
+    for case_pk in case_pks:
+        tasks.build_reference_cache.delay(case_pk=case_pk)
+
+
+def case_reference_cache_build(*, case_pk: int) -> Path | None:
+    """Build (or find) the reference cache entry of a case; None when the case no longer exists or its
+    reference cannot be read (logged: scoring then reads the file itself and reports the problem)."""
+    from evaluator.scoring import reference_cache
+
+    case = Case.objects.select_related("benchmark").filter(pk=case_pk).first()
+    if case is None:
+        return None
+    reference = Path(settings.DATA_ROOT) / case.reference_path
+    try:
+        return reference_cache.build(reference_cache_root(), case.benchmark.slug, case.case_id, reference)
+    except (LoadError, OSError) as error:
+        logger.error("reference cache of case %s (%s) not built: %s", case.case_id, case.benchmark.slug, error)
+        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from evaluator import figures as figures_lib
-from leaderboards.models import LeaderboardSnapshot
+from evaluator.stats.snapshot import Snapshot
 
 PALETTE = {"dsc": "#1f6feb", "nsd": "#0e9384"}
 
@@ -39,13 +39,12 @@ def submission_figures(*, organs: list[dict], sites: list[dict]) -> dict[str, st
     return {"organs": to_html(by_organ, "chart-organs"), "sites": to_html(by_site, "chart-sites")}
 
 
-def leaderboard_figures(snapshot: LeaderboardSnapshot, *, metric: str = "dsc", organ: str | None = None) -> dict[str, str]:
-    """The statistics figures of one metric (and one organ for the organ-level ones); {} without statistics."""
-    statistics = snapshot.statistics or {}
-    section = statistics.get("metrics", {}).get(metric)
-    if not snapshot.rows or not section:
+def leaderboard_figures(statistics: Snapshot, *, metric: str = "dsc", organ: str | None = None) -> dict[str, str]:
+    """The statistics figures of one metric (and one organ for the organ-level ones); {} without that metric."""
+    section = statistics.metrics.get(metric)
+    if section is None:
         return {}
-    organ = organ if organ in section["organs"] else section["organs"][0]
+    organ = organ if organ in section.organs else section.organs[0]
     builders = {
         "forest": lambda: figures_lib.forest_plot(statistics, metric),
         "forest_organ": lambda: figures_lib.forest_plot(statistics, metric, organ),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from evaluator.stats.snapshot import MetricSection, Snapshot
+from leaderboards.models import LeaderboardSnapshot
+
 FACTOR_LABELS = {
     "site": "Hospital",
     "distribution": "In- vs out-of-distribution",
@@ -14,27 +17,23 @@ FACTOR_LABELS = {
 }
 
 
-def headline_intervals(statistics: dict) -> dict[str, dict[str, tuple]]:
+def headline_intervals(statistics: Snapshot | None) -> dict[str, dict[str, tuple]]:
     """{algorithm: {metric: (low, high)}} of the headline bootstrap CIs."""
     intervals: dict[str, dict[str, tuple]] = {}
-    for metric, section in statistics.get("metrics", {}).items():
-        for entry in section.get("leaderboard", []):
-            intervals.setdefault(entry["algorithm"], {})[metric] = (entry["ci_low"], entry["ci_high"])
+    for metric, section in (statistics.metrics if statistics else {}).items():
+        for entry in section.leaderboard:
+            intervals.setdefault(entry.algorithm, {})[metric] = (entry.ci_low, entry.ci_high)
     return intervals
 
 
-def rank_ranges(statistics: dict, metric: str = "dsc") -> dict[str, dict[str, Any]]:
+def rank_ranges(statistics: Snapshot | None, metric: str = "dsc") -> dict[str, dict[str, Any]]:
     """{algorithm: {low, high, first}}: the 95% range of bootstrap ranks and the share of resamples ranked first."""
-    stability = statistics.get("metrics", {}).get(metric, {}).get("rank_stability")
-    if not stability:
+    if statistics is None or metric not in statistics.metrics:
         return {}
+    stability = statistics.metrics[metric].rank_stability
     ranges = {}
     for algorithm, low, high, counts in zip(
-        stability["algorithms"],
-        stability["rank_ci_low"],
-        stability["rank_ci_high"],
-        stability["rank_counts"],
-        strict=True,
+        stability.algorithms, stability.rank_ci_low, stability.rank_ci_high, stability.rank_counts, strict=True
     ):
         total = sum(counts)
         ranges[algorithm] = {
@@ -45,57 +44,52 @@ def rank_ranges(statistics: dict, metric: str = "dsc") -> dict[str, dict[str, An
     return ranges
 
 
-def difference_matrix(section: dict) -> dict[str, Any]:
+def difference_matrix(section: MetricSection) -> dict[str, Any]:
     """Paired bootstrap differences of the headline, row minus column, as table rows.
 
     A cell is `better`/`worse` when its CI excludes 0 (the row algorithm is better/worse than the column one).
     """
-    paired = section.get("paired_differences")
-    if not paired:
-        return {}
-    names = paired["algorithms"]
+    paired = section.paired_differences
+    names = paired.algorithms
     rows = []
     for i, name in enumerate(names):
-        cells = []
+        cells: list[dict[str, Any] | None] = []
         for j in range(len(names)):
-            difference, low, high = (paired[key][i][j] for key in ("difference", "ci_low", "ci_high"))
+            difference, low, high = paired.difference[i][j], paired.ci_low[i][j], paired.ci_high[i][j]
             if i == j or difference is None:
                 cells.append(None)
                 continue
             verdict = "better" if low is not None and low > 0 else "worse" if high is not None and high < 0 else ""
             cells.append({"difference": difference, "low": low, "high": high, "verdict": verdict})
         rows.append({"algorithm": name, "cells": cells})
-    return {"algorithms": names, "rows": rows}
+    return {"algorithms": names, "rows": rows} if names else {}
 
 
-def breakdown_tables(section: dict, alpha: float) -> list[dict[str, Any]]:
+def breakdown_tables(section: MetricSection, alpha: float) -> list[dict[str, Any]]:
     """One table per factor: headline per group for every algorithm, with its Kruskal–Wallis test.
 
     `pairs` lists the group pairs whose Mann–Whitney U test is significant after the correction.
     """
-    algorithms = [entry["algorithm"] for entry in section.get("leaderboard", [])]
     tables = []
-    for factor, data in section.get("breakdowns", {}).items():
+    for factor, data in section.breakdowns.items():
         rows = []
-        for algorithm in algorithms:
-            test = data["tests"].get(algorithm, {})
+        for entry in section.leaderboard:
+            test = data.tests.get(entry.algorithm)  # None: too few groups with enough cases to test
             rows.append(
                 {
-                    "algorithm": algorithm,
-                    "values": data["headline"].get(algorithm, []),
-                    "kruskal_p": test.get("kruskal_p"),
-                    "significant": bool(test.get("significant")),
-                    "pairs": [
-                        f"{p['group_a']} vs {p['group_b']}" for p in test.get("pairwise", []) if p["significant"]
-                    ],
-                    "excluded": test.get("excluded_groups", []),
+                    "algorithm": entry.algorithm,
+                    "values": data.headline[entry.algorithm],
+                    "kruskal_p": test.kruskal_p if test else None,
+                    "significant": test.significant if test else False,
+                    "pairs": [f"{p.group_a} vs {p.group_b}" for p in test.pairwise if p.significant] if test else [],
+                    "excluded": test.excluded_groups if test else (),
                 }
             )
         tables.append(
             {
                 "factor": factor,
                 "label": FACTOR_LABELS.get(factor, factor.replace("_", " ").capitalize()),
-                "groups": list(zip(data["groups"], data["n_cases"], strict=True)),
+                "groups": list(zip(data.groups, data.n_cases, strict=True)),
                 "rows": rows,
                 "alpha": alpha,
             }
@@ -103,21 +97,37 @@ def breakdown_tables(section: dict, alpha: float) -> list[dict[str, Any]]:
     return tables
 
 
-def standing(snapshot, submission_id: int) -> dict[str, Any] | None:
+def standing(
+    snapshot: LeaderboardSnapshot | None, statistics: Snapshot | None, submission_id: int
+) -> dict[str, Any] | None:
     """Where a submission stands in a snapshot: rank, headline CIs, rank range and per-organ CIs (DSC)."""
     if snapshot is None:
         return None
     row = next((r for r in snapshot.rows if r["submission_id"] == submission_id), None)
     if row is None:
         return None
-    statistics = snapshot.statistics or {}
     name = row["name"]
-    organ_stats = statistics.get("metrics", {}).get("dsc", {}).get("organ_stats", {}).get(name, {})
+    dsc = statistics.metrics.get("dsc") if statistics else None
+    organ_stats = dsc.organ_stats.get(name, {}) if dsc else {}
     return {
         "rank": row["rank"],
         "of": len(snapshot.rows),
         "intervals": headline_intervals(statistics).get(name, {}),
         "rank_range": rank_ranges(statistics).get(name),
-        "organ_intervals": {organ: (s["ci_low"], s["ci_high"]) for organ, s in organ_stats.items()},
+        "organ_intervals": {organ: (s.ci_low, s.ci_high) for organ, s in organ_stats.items()},
         "created_at": snapshot.created_at,
     }
+
+
+def row_results(row: dict[str, Any]) -> dict[str, Any]:
+    """A leaderboard row as the submission page's organ table (what the public board shows, nothing more)."""
+    organs = [
+        {
+            "organ": organ,
+            "dsc": values.get("mean"),
+            "nsd": row["nsd"]["organs"].get(organ, {}).get("mean"),
+            "n": values.get("n"),
+        }
+        for organ, values in row["dsc"]["organs"].items()
+    ]
+    return {"dsc": row["dsc"]["headline"], "nsd": row["nsd"]["headline"], "organs": organs}
