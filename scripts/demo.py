@@ -8,6 +8,7 @@ in the terminal, and keeps serving http://127.0.0.1:8000/ until stopped (Ctrl-C)
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,6 +21,15 @@ ADDRESS = os.environ.get("TOUCHSTONE_DEMO_ADDRESS", "127.0.0.1:8000")
 SIZE = os.environ.get("TOUCHSTONE_DEMO_SIZE", "realistic")
 CASES_PER_SITE = os.environ.get("TOUCHSTONE_DEMO_CASES_PER_SITE", "2")
 PHASE = "touchstone-synthetic-final"
+# The demo's organizer (staff, superuser), with a new password every run.
+ORGANIZER = """
+import os
+from django.contrib.auth import get_user_model
+user, _ = get_user_model().objects.get_or_create(username="organizer", defaults={"email": "organizer@localhost"})
+user.is_staff = user.is_superuser = True
+user.set_password(os.environ["DEMO_ORGANIZER_PASSWORD"])
+user.save()
+"""
 
 
 def environment() -> dict[str, str]:
@@ -33,10 +43,10 @@ def environment() -> dict[str, str]:
     return env
 
 
-def manage(*args: str, capture: bool = False) -> str:
+def manage(*args: str, capture: bool = False, **env: str) -> str:
     result = subprocess.run(
         [str(VENV_BIN / "python"), str(ROOT / "manage.py"), *args],
-        env=environment(), check=True, text=True, capture_output=capture,
+        env={**environment(), **env}, check=True, text=True, capture_output=capture,
     )
     return result.stdout.strip() if capture else ""
 
@@ -66,6 +76,8 @@ def main() -> int:
     manage("migrate", "--noinput", "-v", "0")
     manage("make_synthetic_benchmark", "--size", SIZE, "--cases-per-site", CASES_PER_SITE,
            "--time-limit-per-case-s", "300", "--memory-mb", "6144", "--cpus", "2", "--show-logs")
+    organizer_password = secrets.token_urlsafe(12)
+    manage("shell", "-c", ORGANIZER, DEMO_ORGANIZER_PASSWORD=organizer_password)
     alice = manage("create_team", "Alice Lab", "--quiet", capture=True)
     bob = manage("create_team", "Bob Lab", "--quiet", capture=True)
 
@@ -81,8 +93,9 @@ def main() -> int:
         touchstone(bob, "submit", "touchstone-algo/fragile:latest", "--phase", PHASE, "--algorithm", "fragile",
                    "--wait")
         touchstone(alice, "leaderboard", PHASE)
-        print(f"\nThe site is at http://{ADDRESS}/ (leaderboard: http://{ADDRESS}/phases/{PHASE}/). "
-              "Ctrl-C stops it.", flush=True)
+        print(f"\nThe site is at http://{ADDRESS}/ (leaderboard: http://{ADDRESS}/phases/{PHASE}/).\n"
+              f"Teams sign up at http://{ADDRESS}/portal/. Organizers: http://{ADDRESS}/dashboard/ as "
+              f"`organizer`, password {organizer_password} (this demo's only).\nCtrl-C stops it.", flush=True)
         if os.environ.get("TOUCHSTONE_DEMO_EXIT"):
             return 0
         server.wait()
