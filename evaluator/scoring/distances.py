@@ -22,6 +22,7 @@ of both masks and then sorts (distance, area) pairs in Python; both steps domina
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -241,8 +242,19 @@ def _nearest_by_tree(source: np.ndarray, target: np.ndarray, spacing_mm: Spacing
         return np.empty(0)
     scale = np.asarray(spacing_mm, np.float64)[:, None]
     tree = cKDTree((target * scale).T, leafsize=32, balanced_tree=False, compact_nodes=False)
-    _, nearest = tree.query((source * scale).T, k=1)
-    return lattice_distance_mm(source.astype(np.int64) - target[:, nearest], spacing_mm)
+    points = (source * scale).T
+    found, _ = tree.query(points, k=1)
+    # Target points at the same distance in exact arithmetic can differ in the last bit of their float
+    # distance (another order of the same squares), and the tree picks any of them; the distance transform
+    # DeepMind uses ends at the smallest. So every target within rounding of the nearest is measured.
+    ties = tree.query_ball_point(points, r=found * (1 + 1e-9) + 1e-12, return_sorted=False)
+    counts = np.fromiter(map(len, ties), dtype=np.int64, count=len(ties))
+    owner = np.repeat(np.arange(len(ties)), counts)
+    candidates = np.fromiter(itertools.chain.from_iterable(ties), dtype=np.int64, count=int(counts.sum()))
+    lengths = lattice_distance_mm(source[:, owner].astype(np.int64) - target[:, candidates], spacing_mm)
+    nearest = np.full(len(ties), np.inf)
+    np.minimum.at(nearest, owner, lengths)
+    return nearest
 
 
 def _sorted_profile(

@@ -119,3 +119,18 @@ def test_distances_to_an_empty_surface_are_infinite_and_sorted_by_area() -> None
     assert np.all(np.isinf(profile.distances_mm))
     assert np.all(np.diff(profile.weights) >= 0)
     assert directed_profile(empty, surfels(mask, (0, 0, 0), spacing), spacing).distances_mm.size == 0
+
+
+def test_the_tree_takes_the_smallest_of_targets_tied_in_exact_arithmetic_as_the_distance_transform_does() -> None:
+    # At 0.501 mm, offsets (1, 2, 2) and (3, 0, 0) are 1.503 mm away in exact arithmetic, but their float
+    # distances (other orders of the same squares) differ in the last bit; the tree may find either.
+    spacing = (0.501, 0.501, 0.501)
+    offsets = np.array([(1, 2, 2), (2, 2, 1), (2, 1, 2), (3, 0, 0), (0, 3, 0), (0, 0, 3)]).T
+    assert len(set(lattice_distance_mm(offsets, spacing).tolist())) > 1
+    source = np.array([[5], [5], [5]])
+    features = np.zeros((12, 12, 12), bool)
+    features[tuple(source + offsets)] = True
+    expected = ndimage.distance_transform_edt(~features, sampling=spacing)[5, 5, 5]
+    for order in range(offsets.shape[1]):
+        targets = np.roll(source + offsets, order, axis=1)
+        assert distances._nearest_by_tree(source, targets, spacing)[0] == expected
