@@ -162,10 +162,14 @@ def compute_snapshot_from_cubes(
     cubes = {m: cubes[m] for m in present}
     first = cubes[present[0]]
     for cube in cubes.values():
-        if (cube.cases, cube.algorithms, cube.organs) != (first.cases, first.algorithms, first.organs) or not (
-            np.array_equal(cube.sites, first.sites)
-        ):
-            raise ValueError("The cubes of one snapshot must share their cases, sites, algorithms and organs.")
+        if (cube.cases, cube.algorithms, cube.organs) != (
+            first.cases,
+            first.algorithms,
+            first.organs,
+        ) or not (np.array_equal(cube.sites, first.sites)):
+            raise ValueError(
+                "The cubes of one snapshot must share their cases, sites, algorithms and organs."
+            )
     algorithms = first.algorithms
     plan = StratifiedBootstrap.for_cube(first, n_resamples=n_bootstrap, seed=seed)
     factors = _factor_labels(first, site_is_ood, case_metadata)
@@ -327,7 +331,9 @@ def _per_site(cube: ScoreCube, site_is_ood: Mapping[str, bool] | None) -> PerSit
     by_site = group_means(cube, cube.sites.astype(object), factor="site")
     return PerSite(
         sites=by_site.groups,
-        out_of_distribution=tuple(None if site_is_ood is None else site_is_ood.get(s) for s in by_site.groups),
+        out_of_distribution=tuple(
+            None if site_is_ood is None else site_is_ood.get(s) for s in by_site.groups
+        ),
         n_cases=_ints(by_site.n_group_cases),
         headline={alg: _numbers(by_site.headline[a]) for a, alg in enumerate(cube.algorithms)},
         organ_means={
@@ -342,7 +348,8 @@ def _significance_panel(panel: SignificanceMap) -> SignificancePanel:
         order=tuple(panel.order),
         medians=_numbers(panel.medians),
         better=tuple(
-            tuple(bool(v) if i != j else None for j, v in enumerate(row)) for i, row in enumerate(panel.better)
+            tuple(bool(v) if i != j else None for j, v in enumerate(row))
+            for i, row in enumerate(panel.better)
         ),
         p_value=_matrix(panel.p_value),
         p_adjusted=_matrix(panel.p_adjusted),
@@ -422,7 +429,9 @@ def _breakdown_test(comparison: GroupComparison) -> BreakdownTest:
         significant=bool(comparison.significant),
         excluded_groups=tuple(comparison.excluded_groups),
         groups=tuple(
-            BreakdownGroup(group=g.group, n_cases=int(g.n_cases), mean=_number(g.mean), median=_number(g.median))
+            BreakdownGroup(
+                group=g.group, n_cases=int(g.n_cases), mean=_number(g.mean), median=_number(g.median)
+            )
             for g in comparison.groups
         ),
         pairwise=tuple(

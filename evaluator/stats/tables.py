@@ -288,9 +288,7 @@ def _resolve_names(names: np.ndarray, codes: np.ndarray, column: str) -> tuple[n
     return distinct, index
 
 
-def score_cubes(
-    scores: CodedScores, *, organs: Sequence[str] | None = None
-) -> dict[str, ScoreCube]:
+def score_cubes(scores: CodedScores, *, organs: Sequence[str] | None = None) -> dict[str, ScoreCube]:
     """Validate coded scores and lay out each metric as a `ScoreCube`, without a long table.
 
     The cubes `compute_snapshot` builds from `scores.long_table()` (every metric of the records,
@@ -308,7 +306,9 @@ def score_cubes(
     organ_labels, organ_index = _resolve_names(scores.organ_names, scores.organ, "organ")
     _resolve_names(scores.case_sites, scores.case, "site")
     record_case, record_algorithm, record_organ = (
-        case_index[scores.case], algorithm_index[scores.algorithm], organ_index[scores.organ]
+        case_index[scores.case],
+        algorithm_index[scores.algorithm],
+        organ_index[scores.organ],
     )
     for metric, values in scores.values.items():
         if not metric.strip():
@@ -328,7 +328,9 @@ def score_cubes(
     used_codes = np.flatnonzero(case_index >= 0)
     sites[case_index[used_codes]] = site_of_code[used_codes]
     if (sites[case_index[used_codes]] != site_of_code[used_codes]).any():
-        _check_one_site_per_case(pd.DataFrame({"case": case_labels[record_case], "site": site_of_code[scores.case]}))
+        _check_one_site_per_case(
+            pd.DataFrame({"case": case_labels[record_case], "site": site_of_code[scores.case]})
+        )
     if organs is not None:
         organ_names = tuple(organs)
     else:

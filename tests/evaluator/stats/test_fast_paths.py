@@ -39,7 +39,8 @@ ORGANS = ("liver", "spleen", "pancreas", "gall_bladder")
 
 def _random_phase(seed: int, n_cases: int = 140) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, bool]]:
     """A phase as the platform stores it: every record scores dsc and nsd; absent organs (NaN), failed cases
-    (0), tied and identical scores, an algorithm without rows for some cases, 4 sites, case metadata."""
+    (0), tied and identical scores, an algorithm without rows for some cases (and another with rows for one
+    organ only), 4 sites, case metadata."""
     rng = np.random.default_rng(seed)
     cases = [f"case{i:04d}" for i in rng.permutation(n_cases)]
     sites = {case: f"S{i % 4}" for i, case in enumerate(cases)}
@@ -51,6 +52,8 @@ def _random_phase(seed: int, n_cases: int = 140) -> tuple[pd.DataFrame, pd.DataF
                 continue  # no rows: a case the algorithm never returned
             failed = rng.random() < 0.04
             for organ in ORGANS:
+                if algorithm == "carol / nnunet" and case.endswith("3") and organ != "gall_bladder":
+                    continue  # rows for one organ only: without it, no row for the case
                 if organ == "gall_bladder" and case.endswith(("1", "2")):
                     dsc = nsd = np.nan  # absent from the reference
                 elif failed:
@@ -90,10 +93,10 @@ def _coded(wide: pd.DataFrame) -> CodedScores:
 # --- signed-rank tests ----------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
-    st.integers(1, 12),
-    st.integers(0, 120),
+    st.integers(1, 5),
+    st.integers(0, 150),
     st.integers(0, 10**6),
     st.sampled_from(list(PValueMethod)),
     st.sampled_from([0.0, 0.3, 0.9]),
@@ -102,7 +105,9 @@ def test_signed_rank_rows_give_the_scalar_p_values_exactly(
     n_rows: int, n_columns: int, seed: int, method: PValueMethod, missing: float
 ) -> None:
     rng = np.random.default_rng(seed)
-    differences = np.round(rng.normal(0.01, 0.05, (n_rows, n_columns)), int(rng.integers(1, 4)))  # ties, zeros
+    differences = np.round(
+        rng.normal(0.01, 0.05, (n_rows, n_columns)), int(rng.integers(1, 4))
+    )  # ties, zeros
     differences[rng.random((n_rows, n_columns)) < missing] = np.nan
     greater, less = signed_rank_pvalues_many(differences, method)
     for row in range(n_rows):
@@ -139,13 +144,20 @@ def test_mann_whitney_is_scipys_exactly(n_a: int, n_b: int, seed: int, decimals:
     if decimals:
         a, b = np.round(a, decimals), np.round(b, decimals)  # ties within and across the samples
     expected = stats.mannwhitneyu(a, b, alternative="two-sided")
-    assert mann_whitney_two_sided(np.sort(a), np.sort(b)) == (float(expected.statistic), float(expected.pvalue))
+    assert mann_whitney_two_sided(np.sort(a), np.sort(b)) == (
+        float(expected.statistic),
+        float(expected.pvalue),
+    )
 
 
 def test_mann_whitney_of_identical_values_gives_no_evidence() -> None:
     same = np.full(12, 0.5)
     expected = stats.mannwhitneyu(same, same, alternative="two-sided")
-    assert mann_whitney_two_sided(same, same) == (float(expected.statistic), float(expected.pvalue)) == (72.0, 1.0)
+    assert (
+        mann_whitney_two_sided(same, same)
+        == (float(expected.statistic), float(expected.pvalue))
+        == (72.0, 1.0)
+    )
 
 
 # --- quantiles and bootstrap -----------------------------------------------------------------------
