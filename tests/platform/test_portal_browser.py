@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from api.models import Upload
 from benchmarks.models import Phase
@@ -154,9 +155,9 @@ def test_a_new_person_signs_up_submits_in_the_browser_follows_it_live_and_compar
     # The baseline from the browser: the size limit and quota show before the upload starts.
     page.add_init_script(STATUS_LOG)
     page.click("#submit-link")
-    page.wait_for_selector("#upload-form")
+    page.wait_for_load_state()  # upload.js, at the end of the body, has run and listens to the phase choice
     page.select_option("#phase", PHASE)
-    assert page.locator("#remaining").inner_text() == f"{phase.submissions_per_day - 1} of {phase.submissions_per_day}"
+    expect(page.locator("#remaining")).to_have_text(f"{phase.submissions_per_day - 1} of {phase.submissions_per_day}")
     screenshot(page, "submit")
 
     # The connection drops twice: once mid-upload (the page asks the server for its offset and goes on), then
