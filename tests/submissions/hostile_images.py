@@ -82,10 +82,14 @@ def busybox_rootfs_tar() -> bytes:
 
 def busybox_save(docker_client, path: Path, *, repository: str = "touchstone-test/busybox") -> Path:
     """A real `docker save` tar of a busybox image with CMD; the image is removed from the engine after."""
-    rootfs = busybox_rootfs_tar()
-    docker_client.api.import_image_from_data(
-        rootfs, repository=repository, tag="latest", changes=[f"CMD {json.dumps(COMMAND)}"]
-    )
+    return imported_save(docker_client, busybox_rootfs_tar(), path, repository=repository,
+                         changes=[f"CMD {json.dumps(COMMAND)}"])
+
+
+def imported_save(docker_client, rootfs: bytes, path: Path, *, repository: str, changes: list[str]) -> Path:
+    """`docker import` a root filesystem tar with Dockerfile `changes`, `docker save` it to `path`, and remove
+    the image from the engine again: the tar is what a team would upload."""
+    docker_client.api.import_image_from_data(rootfs, repository=repository, tag="latest", changes=changes)
     image = docker_client.images.get(f"{repository}:latest")
     with open(path, "wb") as handle:
         for chunk in image.save(named=True):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.choices import ExitReason
+from tests.submissions.hostile_images import imported_save
 
 BUSYBOX = Path("/bin/busybox")  # apt-get install busybox-static
 APPLETS = (
@@ -68,13 +69,7 @@ def save_tar(docker_client, image: HostileImage, path: Path) -> Path:
     """A real `docker save` tar of the hostile image; the image is removed from the engine afterwards."""
     repository = f"touchstone-test/hostile-{image.name.replace('_', '-')}"
     changes = ['CMD ["/bin/sh", "/run.sh"]', "ENV PATH=/bin", *image.changes]
-    docker_client.api.import_image_from_data(rootfs_tar(image), repository=repository, tag="latest", changes=changes)
-    saved = docker_client.images.get(f"{repository}:latest")
-    with open(path, "wb") as handle:
-        for chunk in saved.save(named=True):
-            handle.write(chunk)
-    docker_client.images.remove(saved.id, force=True)
-    return path
+    return imported_save(docker_client, rootfs_tar(image), path, repository=repository, changes=changes)
 
 
 HOSTILE_IMAGES = (
