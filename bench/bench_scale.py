@@ -54,8 +54,8 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sites", type=int, default=11)
     parser.add_argument("--submissions", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=10_000)
-    parser.add_argument("--scoring-cases", type=int, default=4, help="realistic synthetic cases to score")
-    parser.add_argument("--slices", type=int, default=100, help="slices of each synthetic case (512x512 in-plane)")
+    parser.add_argument("--scoring-cases", type=int, default=3, help="realistic synthetic cases to score")
+    parser.add_argument("--slices", type=int, default=300, help="slices of each synthetic case (512x512 in-plane; Touchstone CTs have ~300)")
     parser.add_argument("--warm-requests", type=int, default=15)
     parser.add_argument("--cores", type=int, default=2, help="CPU cores (and BLAS threads) to use")
     parser.add_argument(
