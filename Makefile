@@ -45,7 +45,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: bench-evaluator bench-stats bench-pipeline
+bench: bench-evaluator bench-stats bench-pipeline bench-scale
 
 bench-evaluator: venv
 	$(PY) bench/bench_evaluator.py
