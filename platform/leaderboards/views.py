@@ -88,7 +88,10 @@ def submission(request, submission_id: int):
         "submission": sub,
         "phase": sub.phase,
         "details": details,
-        "standing": summaries.standing(board.snapshot, board.statistics, sub.pk) if board.snapshot else None,
+        # Own rows of an unpublished board carry no rank: the live rank and count describe the other teams.
+        "standing": summaries.standing(board.snapshot, board.statistics, sub.pk)
+        if board.snapshot and board.scope is visibility.BoardScope.FULL
+        else None,
         "published": board.published,
     }
     if details:

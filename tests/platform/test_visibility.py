@@ -69,6 +69,20 @@ def test_an_embargoed_board_shows_nobody_the_other_teams_numbers(client, board):
     assert len(client.get(f"/phases/{phase.slug}/").context["rows"]) == len(ALGORITHMS)
 
 
+def test_an_embargoed_board_gives_a_team_no_rank_on_its_own_submission_page(client, board):
+    """The own-rows board drops ranks: the submission page must not show the live rank "3 of 4" either."""
+    phase, users = board
+    client.force_login(users["alice"])
+    response = client.get(f"/submissions/{own('alice-lab', phase).pk}/")
+    assert response.status_code == 200
+    assert response.context["standing"] is None
+    assert 'id="standing"' not in response.content.decode()
+    client.logout()
+    client.force_login(users["charlie"])
+    standing = client.get(f"/submissions/{own('alice-lab', phase).pk}/").context["standing"]
+    assert standing["of"] == len(ALGORITHMS) and standing["rank"] is not None
+
+
 def test_after_publishing_everyone_sees_the_frozen_snapshot(client, board):
     phase, users = board
     published = services.snapshot_publish(phase_id=phase.pk, user=users["charlie"])
