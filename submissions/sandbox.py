@@ -218,7 +218,7 @@ class SandboxRunner:
         try:
             checked = image_check.check_image_tar(tar_path, limits or image_check.ImageLimits())
         except image_check.ImageRefused as refusal:
-            raise ImageRejected(str(refusal)) from None
+            raise ImageRejected(safe_text(str(refusal))) from None  # it quotes names and fields from the upload
         existed = self._has_image(checked.image_id)
         try:
             loaded = [image.id for image in self.client.images.load(image_check.untagged_tar_stream(tar_path))]
