@@ -21,6 +21,7 @@ written to a temporary directory and renamed into place, so a reader never sees 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -119,7 +120,17 @@ class CachedReference:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's content (a reference .nii.gz is a few MB: milliseconds)."""
+    """Hex SHA-256 of a file's content, read once per process for as long as the file is unchanged.
+
+    Scoring looks a reference's entry up (in the worker) and then checks it again where the case is scored (in
+    a forked child, which inherits what the worker already hashed), so the file is read once, not twice.
+    """
+    stat = os.stat(path)
+    return _sha256_of(os.fspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -226,3 +226,17 @@ def test_names_from_the_manifest_cannot_leave_the_cache_folder(tmp_path) -> None
     assert reference_cache.entry_directory(tmp_path, "a", "b", "0" * 64) == tmp_path / "a" / (
         f"b--{'0' * 16}--{reference_cache.EVALUATOR_VERSION}"
     )
+
+
+def test_a_reference_is_hashed_once_while_unchanged_and_again_once_it_changes(tmp_path):
+    import hashlib
+    import os
+
+    path = tmp_path / "reference.nii.gz"
+    path.write_bytes(b"first")
+    reference_cache._sha256_of.cache_clear()
+    assert reference_cache.file_sha256(path) == reference_cache.file_sha256(path) == hashlib.sha256(b"first").hexdigest()
+    assert reference_cache._sha256_of.cache_info().misses == 1  # the lookup and the check read it once
+    path.write_bytes(b"second, longer")
+    os.utime(path, ns=(1, 10**18))
+    assert reference_cache.file_sha256(path) == hashlib.sha256(b"second, longer").hexdigest()
