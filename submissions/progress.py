@@ -77,28 +77,25 @@ def _submission_cancel_after_jobs(*, submission_id: int, cancelled: list[Job]) -
     indexes = ", ".join(str(job.index) for job in cancelled)
     reason = (f"Cancelled by the organizers: job {indexes} was cancelled, so this submission cannot complete. "
               "An organizer can rerun the job or the submission.")
+    return _submission_end(submission_id=submission_id, state=Submission.State.CANCELLED, reason=reason)
+
+
+def submission_fail(*, submission_id: int, reason: str) -> bool:
+    """Fail a submission that has not ended, and cancel its jobs that have not started. Returns whether it did."""
+    return _submission_end(submission_id=submission_id, state=Submission.State.FAILED, reason=reason)
+
+
+def _submission_end(*, submission_id: int, state: str, reason: str) -> bool:
+    """Move a submission that has not ended to `state` (compare-and-set), cancelling its jobs not yet started."""
     with transaction.atomic():
         ended = Submission.objects.filter(pk=submission_id).exclude(state__in=Submission.FINAL_STATES).update(
-            state=Submission.State.CANCELLED, failure_reason=reason, completed_at=timezone.now()
+            state=state, failure_reason=reason, completed_at=timezone.now()
         )
         if ended == 1:
             Job.objects.filter(submission_id=submission_id, state__in=[Job.State.PENDING, Job.State.QUEUED]).update(
                 state=Job.State.CANCELLED, exit_reason=ExitReason.CANCELLED, finished_at=timezone.now()
             )
     return ended == 1
-
-
-def submission_fail(*, submission_id: int, reason: str) -> bool:
-    """Fail a submission that has not ended, and cancel its jobs that have not started. Returns whether it did."""
-    with transaction.atomic():
-        failed = Submission.objects.filter(pk=submission_id).exclude(state__in=Submission.FINAL_STATES).update(
-            state=Submission.State.FAILED, failure_reason=reason, completed_at=timezone.now()
-        )
-        if failed == 1:
-            Job.objects.filter(submission_id=submission_id, state__in=[Job.State.PENDING, Job.State.QUEUED]).update(
-                state=Job.State.CANCELLED, exit_reason=ExitReason.CANCELLED, finished_at=timezone.now()
-            )
-    return failed == 1
 
 
 def validation_retry(*, submission_id: int, error: Exception, sent_at: datetime | None | object = _ANY) -> bool:

@@ -110,7 +110,11 @@ def snapshot_compute(*, phase_id: int, n_bootstrap: int | None = None) -> Leader
             p_value_method=phase.benchmark.p_value_method,
             rank_method=phase.benchmark.rank_method,
         )
-    distances = distance_columns(submissions=submissions, organs=organs) if phase.benchmark.leaderboard_distances else None
+    distances = (
+        distance_columns(submissions=submissions, organs=organs, worst_mm=phase.benchmark.distance_worst_mm)
+        if phase.benchmark.leaderboard_distances
+        else None
+    )
     return LeaderboardSnapshot.objects.create(
         phase=phase,
         submission_ids=[s.pk for s in submissions],
@@ -137,17 +141,20 @@ def snapshot_current(*, phase: Phase) -> tuple[LeaderboardSnapshot | None, Snaps
     return fresh, selectors.snapshot_statistics(fresh)
 
 
-def distance_columns(*, submissions, organs: list[str]) -> dict[int, dict]:
+def distance_columns(*, submissions, organs: list[str], worst_mm: float | None) -> dict[int, dict]:
     """Per submission: HD95 and ASSD per organ and headline (mean of organ means), with a missed organ or a
-    case without valid output counted at the benchmark's worst-case distance (`Benchmark.distance_worst_mm`)."""
+    case without valid output counted at the benchmark's worst-case distance (`Benchmark.distance_worst_mm`).
+    One query for all the submissions (they share the phase, so `worst_mm`)."""
+    by_submission: dict[int, list] = {submission.pk: [] for submission in submissions}
+    for row in (
+        CaseResult.objects.filter(submission__in=submissions)
+        .order_by("submission_id", "organ__label", "case__case_id")
+        .values_list("submission_id", "organ__name", "status", "hd95_mm", "assd_mm", named=True)
+    ):
+        by_submission[row.submission_id].append(row)
     columns: dict[int, dict] = {}
     for submission in submissions:
-        rows = list(
-            CaseResult.objects.filter(submission=submission)
-            .order_by("organ__label", "case__case_id")
-            .values_list("organ__name", "status", "hd95_mm", "assd_mm", named=True)
-        )
-        worst_mm = submission.phase.benchmark.distance_worst_mm
+        rows = by_submission[submission.pk]
         columns[submission.pk] = {}
         for metric, field in (("hd95", "hd95_mm"), ("assd", "assd_mm")):
             means = distance_summary(rows, organs, field, worst_mm=worst_mm)
