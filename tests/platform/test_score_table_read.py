@@ -10,6 +10,7 @@ from django.db import connection
 
 from leaderboards import selectors
 from submissions.models import CaseResult
+from tests.conftest import unavailable
 from tests.platform.scored_phase import ALGORITHMS, scored_phase
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture
 def phase():
     if connection.vendor != "postgresql":
-        pytest.skip("the COPY read is PostgreSQL's; set DATABASE_URL (make test does)")
+        unavailable("the COPY read is PostgreSQL's; set DATABASE_URL (make test does)")
     return scored_phase(cases_per_site=5, n_bootstrap=100)
 
 

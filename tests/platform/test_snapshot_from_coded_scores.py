@@ -11,6 +11,7 @@ from evaluator.stats.compute import compute_snapshot
 from evaluator.stats.tables import score_cubes
 from leaderboards import selectors, services
 from leaderboards.models import LeaderboardSnapshot
+from tests.conftest import unavailable
 from tests.platform.scored_phase import ALGORITHMS, scored_phase
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,7 @@ N_BOOTSTRAP = 300
 @pytest.fixture
 def phase():
     if connection.vendor != "postgresql":
-        pytest.skip("the COPY read is PostgreSQL's; set DATABASE_URL (make test does)")
+        unavailable("the COPY read is PostgreSQL's; set DATABASE_URL (make test does)")
     return scored_phase(cases_per_site=20, n_bootstrap=N_BOOTSTRAP)
 
 

@@ -2,7 +2,7 @@
 
 import io
 
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 from touchstone_cli import main as cli
 from touchstone_cli.progress import ProgressBar, human_bytes
 
@@ -36,7 +36,7 @@ def test_submitting_an_image_docker_does_not_have_explains_how_to_build_it(monke
     import pytest
 
     if shutil.which("docker") is None:
-        pytest.skip("docker CLI not installed")
+        unavailable("docker CLI not installed")
     with pytest.raises(cli.CliError, match="Build it first"):
         cli.docker_save("touchstone-test/does-not-exist:never", tmp_path)
 
